@@ -1,0 +1,89 @@
+"""Small text utilities shared by graders, summarisers and scripted policies."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+__all__ = [
+    "STOPWORDS",
+    "normalize_answer",
+    "answer_tokens",
+    "split_sentences",
+    "words",
+    "content_words",
+    "token_f1",
+]
+
+STOPWORDS = frozenset(
+    """a an and are as at be been being but by can could did do does for from had has have he her
+    hers him his how i if in into is it its me my no nor not of on or our ours she so than that the
+    their theirs them then there these they this those to too us was we were what when where which
+    while who whom whose why will with would you your yours also just very about after before over
+    under more most some any all each other such only own same both few again further once here
+    yes ok okay one ever been am""".split()
+)
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = frozenset(string.punctuation)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# A sentence ends at . ! or ? followed by whitespace, or at a newline. Abbreviations such as
+# "St. Louis" are split too; for salience ranking and fact matching that is harmless.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def normalize_answer(text: str) -> str:
+    """HotpotQA's official answer normalisation: lower-case, drop punctuation and articles.
+
+    Example:
+        >>> normalize_answer("The  Eiffel Tower!")
+        'eiffel tower'
+    """
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Tokens of a normalised answer (whitespace split after :func:`normalize_answer`)."""
+    return normalize_answer(text).split()
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into non-empty, stripped sentences.
+
+    Example:
+        >>> split_sentences("One. Two!  Three?\\nFour")
+        ['One.', 'Two!', 'Three?', 'Four']
+    """
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (unicode letters and digits)."""
+    return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words minus stop words and one-character tokens."""
+    return [w for w in words(text) if w not in STOPWORDS and len(w) > 1]
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Bag-of-words F1 between two texts after answer normalisation.
+
+    Example:
+        >>> round(token_f1("Paris France", "Paris"), 3)
+        0.667
+    """
+    pred = answer_tokens(prediction)
+    ref = answer_tokens(reference)
+    common = Counter(pred) & Counter(ref)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(pred)
+    recall = overlap / len(ref)
+    return 2 * precision * recall / (precision + recall)
