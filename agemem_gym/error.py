@@ -75,7 +75,10 @@ def missing_dependency(package: str, extra: str) -> DependencyNotInstalled:
         The exception, ready to raise.
     """
     return DependencyNotInstalled(
-        f"{package} is not installed; run `pip install \"agemem-gym[{extra}]\"`"
-        + (" (install `torch==2.13.0` or another CPU build first to avoid a CUDA download)"
-           if extra in {"train", "embed", "sb3"} else "")
+        f'{package} is not installed; run `pip install "agemem-gym[{extra}]"`'
+        + (
+            " (install `torch==2.13.0` or another CPU build first to avoid a CUDA download)"
+            if extra in {"train", "embed", "sb3"}
+            else ""
+        )
     )

@@ -28,9 +28,14 @@ STOPWORDS = frozenset(
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = frozenset(string.punctuation)
 _WORD = re.compile(r"\w+", re.UNICODE)
-# A sentence ends at . ! or ? followed by whitespace, or at a newline. Abbreviations such as
-# "St. Louis" are split too; for salience ranking and fact matching that is harmless.
+# A sentence ends at . ! or ? followed by whitespace, or at a newline; a period after an
+# initial ("J. R. R. Tolkien") or a common abbreviation ("St. Louis", "Warner Bros. Records")
+# does not end one.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st mt ft jr sr bros inc co corp ltd vs etc no vol gen col lt sgt rev fr jan feb mar apr "
+    "jun jul aug sep sept oct nov dec u.s e.g i.e approx est dept univ".split()
+)
 
 
 def normalize_answer(text: str) -> str:
@@ -52,13 +57,28 @@ def answer_tokens(text: str) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split text into non-empty, stripped sentences.
+    r"""Split text into non-empty, stripped sentences.
 
     Example:
-        >>> split_sentences("One. Two!  Three?\\nFour")
+        >>> split_sentences("One. Two!  Three?\nFour")
         ['One.', 'Two!', 'Three?', 'Four']
+        >>> split_sentences("J. R. R. Tolkien lived in St. Louis. Not really.")
+        ['J. R. R. Tolkien lived in St. Louis.', 'Not really.']
     """
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    out: list[str] = []
+    glue = False
+    for piece in _SENTENCE_END.split(text):
+        piece = piece.strip() if piece else ""
+        if not piece:
+            glue = False
+            continue
+        if glue and out:
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+        last = out[-1].rsplit(None, 1)[-1].rstrip(".").lower() if out[-1].endswith(".") else None
+        glue = last is not None and (len(last) == 1 and last.isalpha() or last in _ABBREVIATIONS)
+    return out
 
 
 def words(text: str) -> list[str]:

@@ -14,8 +14,13 @@ from typing import Any
 
 def git_revision() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -48,11 +53,13 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h)) for i, h in enumerate(headers)]
     line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+
     def align(raw: Any, text: str, width: int) -> str:
         return text.rjust(width) if isinstance(raw, (int, float)) else text.ljust(width)
 
-    rows_txt = ["| " + " | ".join(align(v, c, w) for v, c, w in zip(raw, r, widths)) + " |"
-                for raw, r in zip(rows, body)]
+    rows_txt = [
+        "| " + " | ".join(align(v, c, w) for v, c, w in zip(raw, r, widths)) + " |" for raw, r in zip(rows, body)
+    ]
     return "\n".join([line, sep, *rows_txt])
 
 

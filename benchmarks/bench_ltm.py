@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from _common import format_table, run_metadata, write_json
+
 from agemem_gym.memory import LongTermMemory
 
 DIM = 384
@@ -84,8 +84,8 @@ def bench_chroma(data: np.ndarray, queries: np.ndarray, k: int, ef: int) -> dict
 
     client = chromadb.EphemeralClient()
     col = client.create_collection(
-        f"bench{len(data)}", configuration={"hnsw": {"space": "cosine", "ef_search": ef, "ef_construction": 200,
-                                                     "max_neighbors": 16}}
+        f"bench{len(data)}",
+        configuration={"hnsw": {"space": "cosine", "ef_search": ef, "ef_construction": 200, "max_neighbors": 16}},
     )
     t0 = time.perf_counter()
     step = 5000
@@ -104,8 +104,7 @@ def crossover(sizes: list[int], k: int, ef: int) -> list[list]:
         data, queries = make_data(n, 200, seed=1)
         ex = bench_ltm("exact", data, queries, k, ef)
         hn = bench_ltm("hnsw", data, queries, k, ef)
-        rows.append([n, float(np.median(ex["lat_ms"])), float(np.median(hn["lat_ms"])),
-                     hn["build_s"] / n * 1e3])
+        rows.append([n, float(np.median(ex["lat_ms"])), float(np.median(hn["lat_ms"])), hn["build_s"] / n * 1e3])
     return rows
 
 
@@ -155,12 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(["n", "system", "build s", "p50 ms", "p99 ms", f"recall@{args.k}"], rows))
     print()
     ratio_rows = [[n, *(f"{v:.1f}x" for v in payload["sizes"][str(n)]["ratios"].values())] for n in args.sizes]
-    ratio_heads = ["n", *(k.replace("_p50_over_hnsw_p50", " / hnsw (p50)") for k in payload["sizes"][str(args.sizes[0])]["ratios"])]
+    ratio_heads = [
+        "n",
+        *(k.replace("_p50_over_hnsw_p50", " / hnsw (p50)") for k in payload["sizes"][str(args.sizes[0])]["ratios"]),
+    ]
     print(format_table(ratio_heads, ratio_rows))
     if args.crossover:
         print()
         cross = crossover(args.crossover, args.k, args.ef)
-        payload["crossover"] = [dict(zip(["n", "exact_p50_ms", "hnsw_p50_ms", "hnsw_build_ms_per_entry"], r)) for r in cross]
+        payload["crossover"] = [
+            dict(zip(["n", "exact_p50_ms", "hnsw_p50_ms", "hnsw_build_ms_per_entry"], r)) for r in cross
+        ]
         print(format_table(["n", "exact p50 ms", "hnsw p50 ms", "hnsw build ms/entry"], cross))
     write_json(args.json, payload)
     return 0

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from _common import format_table, run_metadata, write_json
 
 
@@ -46,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     packer.pack_rows(np.array([1, 2]), 4)
     compile_rows = time.perf_counter() - t0
 
-    rows, payload = [], {"meta": run_metadata(), "import_s": import_s, "first_call_s": {
-        "pack_context": compile_ctx, "pack_rows": compile_rows}, "results": []}
+    rows, payload = (
+        [],
+        {
+            "meta": run_metadata(),
+            "import_s": import_s,
+            "first_call_s": {"pack_context": compile_ctx, "pack_rows": compile_rows},
+            "results": [],
+        },
+    )
     for n in args.sizes:
         for label, prio in [("1 priority", np.zeros(n, np.int64)), ("3 priorities", rng.integers(0, 3, n))]:
             counts = rng.integers(5, 400, n)
@@ -55,19 +61,35 @@ def main(argv: list[str] | None = None) -> int:
             pinned[0] = pinned[-1] = True
             budget = int(counts.sum() // 3)
             repeat = 50 if n <= 1000 else 10
-            fast = best_of(lambda: packer.pack_context(counts, pinned, prio, budget), repeat)
-            ref = best_of(lambda: packer.pack_context_reference(counts, pinned, prio, budget), max(3, repeat // 5))
+            args = (counts, pinned, prio, budget)
+            fast = best_of(lambda a=args: packer.pack_context(*a), repeat)
+            ref = best_of(lambda a=args: packer.pack_context_reference(*a), max(3, repeat // 5))
             rows.append([f"pack_context n={n} ({label})", fast * 1e6, ref * 1e6, ref / fast])
-            payload["results"].append({"kernel": "pack_context", "n": n, "priorities": label,
-                                       "numba_us": fast * 1e6, "reference_us": ref * 1e6, "ratio": ref / fast})
+            payload["results"].append(
+                {
+                    "kernel": "pack_context",
+                    "n": n,
+                    "priorities": label,
+                    "numba_us": fast * 1e6,
+                    "reference_us": ref * 1e6,
+                    "ratio": ref / fast,
+                }
+            )
     lengths = rng.integers(16, args.row_len // 2, args.sequences)
     fast = best_of(lambda: packer.pack_rows(lengths, args.row_len), 5)
     ref = best_of(lambda: packer.pack_rows_reference(lengths, args.row_len), 2)
     rows.append([f"pack_rows {args.sequences} seqs into {args.row_len}", fast * 1e6, ref * 1e6, ref / fast])
-    payload["results"].append({"kernel": "pack_rows", "n": args.sequences, "numba_us": fast * 1e6,
-                               "reference_us": ref * 1e6, "ratio": ref / fast})
+    payload["results"].append(
+        {
+            "kernel": "pack_rows",
+            "n": args.sequences,
+            "numba_us": fast * 1e6,
+            "reference_us": ref * 1e6,
+            "ratio": ref / fast,
+        }
+    )
 
-    from agemem_gym.memory.embedders import HashingEmbedder, encode_texts, hash_features_reference, _STOP_HASHES
+    from agemem_gym.memory.embedders import _STOP_HASHES, HashingEmbedder, encode_texts, hash_features_reference
 
     texts = [f"sentence {i} about the history of science in Paris and Vienna" for i in range(2000)]
     emb = HashingEmbedder()
@@ -76,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     data, offsets = encode_texts(texts)
     ref = best_of(lambda: hash_features_reference(data, offsets, 384, 3, 4, 1.0, 0.2, _STOP_HASHES), 1)
     rows.append(["hashing embedder, 2000 sentences", fast * 1e6, ref * 1e6, ref / fast])
-    payload["results"].append({"kernel": "hash_features", "n": 2000, "numba_us": fast * 1e6,
-                               "reference_us": ref * 1e6, "ratio": ref / fast})
+    payload["results"].append(
+        {"kernel": "hash_features", "n": 2000, "numba_us": fast * 1e6, "reference_us": ref * 1e6, "ratio": ref / fast}
+    )
 
-    print(f"import {import_s * 1e3:.0f} ms; first call (compile or cache load): pack_context "
-          f"{compile_ctx * 1e3:.0f} ms, pack_rows {compile_rows * 1e3:.0f} ms")
+    print(
+        f"import {import_s * 1e3:.0f} ms; first call (compile or cache load): pack_context "
+        f"{compile_ctx * 1e3:.0f} ms, pack_rows {compile_rows * 1e3:.0f} ms"
+    )
     print(format_table(["kernel", "numba µs", "python µs", "speed-up"], rows))
     write_json(args.json, payload)
     return 0

@@ -280,9 +280,7 @@ class HashingEmbedder:
             texts = [texts]
         data, offsets = encode_texts(texts)
         lo, hi = self.ngram_range
-        return hash_features(
-            data, offsets, self.dim, lo, hi, self.word_weight, self.char_weight, _STOP_HASHES
-        )
+        return hash_features(data, offsets, self.dim, lo, hi, self.word_weight, self.char_weight, _STOP_HASHES)
 
     def __repr__(self) -> str:
         return f"HashingEmbedder(dim={self.dim}, ngram_range={self.ngram_range})"
@@ -403,6 +401,4 @@ def make_embedder(spec: str | Embedder | Callable[[list[str]], Any] | None = Non
         return spec  # type: ignore[return-value]
     if callable(spec):
         return CallableEmbedder(spec)
-    raise InvalidConfig(
-        f"embedder must be 'hashing', 'minilm', an Embedder or a callable; got {type(spec).__name__}"
-    )
+    raise InvalidConfig(f"embedder must be 'hashing', 'minilm', an Embedder or a callable; got {type(spec).__name__}")

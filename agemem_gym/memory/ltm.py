@@ -739,9 +739,23 @@ def _read_header(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
             f"{path} has memory-file version {header.get('version')!r}; this agemem-gym reads version "
             f"{FILE_VERSION}. Load it with the agemem-gym release that wrote it and save it again."
         )
-    needed = {"dim", "backend", "seed", "hnsw_params", "embedder", "next_label", "ids", "contents",
-              "metadata", "issued", "rng_state", "auto_threshold", "rebuild_fraction", "max_entries",
-              "index_deleted"}
+    needed = {
+        "dim",
+        "backend",
+        "seed",
+        "hnsw_params",
+        "embedder",
+        "next_label",
+        "ids",
+        "contents",
+        "metadata",
+        "issued",
+        "rng_state",
+        "auto_threshold",
+        "rebuild_fraction",
+        "max_entries",
+        "index_deleted",
+    }
     if needed - set(header):
         raise MemoryFileError(f"{path}: header misses {sorted(needed - set(header))}")
     return header
@@ -761,7 +775,9 @@ def _validate_snapshot(
     if not (len(contents) == len(metas) == n == len(labels) == len(vectors)):
         raise MemoryFileError(f"{path}: entry arrays have different lengths")
     if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
-        raise MemoryFileError(f"{path}: vectors must be float32 of shape (n, {dim}), got {vectors.dtype} {vectors.shape}")
+        raise MemoryFileError(
+            f"{path}: vectors must be float32 of shape (n, {dim}), got {vectors.dtype} {vectors.shape}"
+        )
     if labels.dtype != np.int64 or (n and (labels.min() < 0 or labels.max() >= next_label)):
         raise MemoryFileError(f"{path}: labels out of range")
     if len(set(labels.tolist())) != n or len(set(ids)) != n:

@@ -272,7 +272,5 @@ def pack_rows(lengths: np.ndarray, row_len: int) -> np.ndarray:
     if row_len < 1:
         raise ValueError(f"row_len must be >= 1, got {row_len}")
     if arr.size and (arr.min() < 1 or arr.max() > row_len):
-        raise ValueError(
-            f"every length must be in [1, row_len={row_len}]; got min {arr.min()}, max {arr.max()}"
-        )
+        raise ValueError(f"every length must be in [1, row_len={row_len}]; got min {arr.min()}, max {arr.max()}")
     return _pack_rows(arr, int(row_len))

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import zipfile
 
 import numpy as np
 import pytest
@@ -223,14 +222,18 @@ def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path):
     (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
     (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(4096))
     np.savez(tmp_path / "foreign.npz", a=np.arange(3))
-    cases = {"trunc.npz": "truncated or corrupt", "noise.npz": "truncated or corrupt",
-             "foreign.npz": "not an agemem-gym memory file", "missing.npz": "no memory file"}
+    cases = {
+        "trunc.npz": "truncated or corrupt",
+        "noise.npz": "truncated or corrupt",
+        "foreign.npz": "not an agemem-gym memory file",
+        "missing.npz": "no memory file",
+    }
     for name, msg in cases.items():
         with pytest.raises(MemoryFileError, match=msg):
             LongTermMemory.load(tmp_path / name)
 
     # another version of the format
-    with zipfile.ZipFile(good) as zf, np.load(good) as npz:
+    with np.load(good) as npz:
         arrays = {k: npz[k] for k in npz.files}
     header = arrays["header"].tobytes().decode().replace('"version": 1', '"version": 99')
     arrays["header"] = np.frombuffer(header.encode(), dtype=np.uint8)
@@ -274,7 +277,7 @@ def test_save_killed_midway_leaves_previous_snapshot_loadable(tmp_path):
     base.save(path)
     rng = np.random.default_rng(0)
     sizes = set()
-    for trial in range(12):
+    for _ in range(12):
         with subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE) as proc:
             assert proc.stdout.readline().strip() == b"ready"
             try:

@@ -1,0 +1,209 @@
+"""Frozen configuration dataclasses: one per concern, validated on construction.
+
+``EnvConfig`` shapes an episode (stages, budgets, limits), ``MemoryConfig`` the memory tools,
+``RewardConfig`` the trajectory reward. Paper defaults are the defaults; where the paper
+contradicts itself (``../DESIGN`` §4) the alternative is a preset or a field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from agemem_gym.error import InvalidConfig, unknown_name
+
+__all__ = ["EnvConfig", "MemoryConfig", "RewardConfig", "REWARD_PRESETS", "coerce_config"]
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise InvalidConfig(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryConfig:
+    """Memory tools: backends, defaults and resource bounds.
+
+    Every bound is enforced with a clear message to the agent (the call is counted as
+    invalid), never with an exception.
+    """
+
+    backend: Literal["auto", "hnsw", "exact"] = "auto"
+    """Long-term-memory search backend."""
+    default_top_k: int = 3
+    """``Retrieve_memory`` top_k when the agent gives none (paper: 3)."""
+    max_top_k: int = 20
+    """Largest ``top_k`` an agent may ask for."""
+    max_entries: int = 1000
+    """Long-term-memory entries per episode."""
+    max_content_chars: int = 4000
+    """Longest memory content ``Add_memory``/``Update_memory`` accept."""
+    max_query_chars: int = 2000
+    """Longest ``Retrieve_memory`` query / ``Filter_context`` criteria."""
+    max_metadata_chars: int = 1000
+    """Longest metadata object (as JSON)."""
+    filter_threshold: float = 0.6
+    """FILTER θ_f: messages with cosine similarity ``>= θ_f`` to the criteria are removed."""
+    summary_max_tokens: int = 256
+    """Token budget of one ``Summary_context`` summary."""
+    auto_retrieve_k: int = 3
+    """Stage-1 introspective retrieval shown with each new message (0 turns it off)."""
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("auto", "hnsw", "exact"), f"backend must be auto/hnsw/exact, got {self.backend!r}")
+        _check(1 <= self.default_top_k <= self.max_top_k, "expected 1 <= default_top_k <= max_top_k")
+        _check(self.max_entries >= 1, f"max_entries must be >= 1, got {self.max_entries}")
+        for name in ("max_content_chars", "max_query_chars", "max_metadata_chars", "summary_max_tokens"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(
+            -1.0 <= self.filter_threshold <= 1.0, f"filter_threshold must be in [-1, 1], got {self.filter_threshold}"
+        )
+        _check(self.auto_retrieve_k >= 0, f"auto_retrieve_k must be >= 0, got {self.auto_retrieve_k}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Episode structure and budgets."""
+
+    stage1_mode: Literal["per_message", "single"] = "per_message"
+    """Stage-1 material one message per paragraph with automatic retrieval (the paper's
+    Algorithm 3), or all in one message (the released code)."""
+    num_distractors: int = 5
+    """Stage-2 distractor messages (paper default 5; 0 switches Stage 2 off)."""
+    max_rounds: int = 5
+    """Agent turns allowed after each incoming message before the env moves on."""
+    max_context_tokens: int = 8192
+    """Context budget T_max: the observation is packed into it; exceeding it is an overflow."""
+    max_response_tokens: int = 2048
+    """Longest agent turn; longer turns are cut (as generation would) and count as invalid."""
+    max_calls_per_turn: int = 16
+    """Tool calls executed per turn; the rest are ignored with a message."""
+    message_overhead: int = 4
+    """Tokens charged per message for chat-template markers."""
+    tools_in_system_prompt: bool = True
+    """Put the tool schemas into the system prompt (as the paper does)."""
+    privileged_info: bool = False
+    """Add ``info["privileged"]`` (gold answer and facts) for oracle policies; never for learners."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.stage1_mode in ("per_message", "single"),
+            f"stage1_mode must be per_message/single, got {self.stage1_mode!r}",
+        )
+        _check(self.num_distractors >= 0, f"num_distractors must be >= 0, got {self.num_distractors}")
+        _check(self.max_rounds >= 1, f"max_rounds must be >= 1, got {self.max_rounds}")
+        _check(self.max_context_tokens >= 64, f"max_context_tokens must be >= 64, got {self.max_context_tokens}")
+        _check(self.max_response_tokens >= 8, f"max_response_tokens must be >= 8, got {self.max_response_tokens}")
+        _check(self.max_calls_per_turn >= 1, f"max_calls_per_turn must be >= 1, got {self.max_calls_per_turn}")
+        _check(self.message_overhead >= 0, f"message_overhead must be >= 0, got {self.message_overhead}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """The trajectory reward ``R = w_task R_task + w_context R_context + w_memory R_memory + P``.
+
+    Defaults are the paper's (App. C.4 weights 1/3, penalties −1 / −0.5, no answer −1).
+    """
+
+    w_task: float = 1 / 3
+    """Weight of the task (judge) score."""
+    w_context: float = 1 / 3
+    """Weight of the context reward (compression, preventive, preservation)."""
+    w_memory: float = 1 / 3
+    """Weight of the memory reward (storage, maintenance, relevance)."""
+    w_tool_efficiency: float = 0.0
+    """Weight of the released code's tool-efficiency term (0 in the paper)."""
+    context_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    """α for compression, preventive, preservation."""
+    memory_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    """β for storage, maintenance, relevance."""
+    no_answer: float = -1.0
+    """R_task when the episode ends without an answer."""
+    weight_no_answer: bool = True
+    """Multiply the no-answer value by ``w_task`` (paper) or add it unweighted (released code)."""
+    rounds_penalty: float = -1.0
+    """P_rounds: Stage 3 ran out of rounds without an answer."""
+    overflow_penalty: float = -0.5
+    """P_overflow: the context exceeded T_max when answering."""
+    invalid_call_penalty: float = -0.05
+    """Added per invalid call (malformed turn, unknown tool, bad argument, unknown id)."""
+    invalid_penalty_floor: float = -1.0
+    """The summed invalid-call penalty never goes below this."""
+    clip: tuple[float, float] | None = None
+    """Clip the total to this range (the released code clips to [-1, 1])."""
+    mode: Literal["terminal", "dense"] = "terminal"
+    """``terminal``: 0 per step, the total at the end (paper). ``dense``: invalid-call
+    penalties when they happen plus potential-based shaping on memory quality; the episode
+    sum equals the terminal reward."""
+    shaping_coef: float = 0.5
+    """Scale of the memory-quality potential in dense mode."""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("terminal", "dense"), f"mode must be terminal/dense, got {self.mode!r}")
+        _check(len(self.context_weights) == 3 and len(self.memory_weights) == 3, "context/memory weights need 3 values")
+        _check(
+            self.invalid_call_penalty <= 0 and self.invalid_penalty_floor <= 0, "invalid-call penalties must be <= 0"
+        )
+        if self.clip is not None:
+            _check(len(self.clip) == 2 and self.clip[0] < self.clip[1], f"clip must be (low, high), got {self.clip}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> RewardConfig:
+        """The paper's reward (App. A.2 / C.4): weights 1/3, −1 no answer, −1 rounds, −0.5 overflow."""
+        return cls(**overrides)
+
+    @classmethod
+    def released_code(cls, **overrides: Any) -> RewardConfig:
+        """The released code's reward: weights 0.5 / 0.15 / 0.15 plus 0.2 tool efficiency.
+
+        The no-answer penalty is added unweighted and the total is clipped to [−1, 1].
+        """
+        base = dict(
+            w_task=0.5, w_context=0.15, w_memory=0.15, w_tool_efficiency=0.2, weight_no_answer=False, clip=(-1.0, 1.0)
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def answer_only(cls, **overrides: Any) -> RewardConfig:
+        """The paper's "Answer-Only" ablation: the task score alone (plus penalties)."""
+        base = dict(w_task=1.0, w_context=0.0, w_memory=0.0)
+        base.update(overrides)
+        return cls(**base)
+
+
+REWARD_PRESETS = {
+    "paper": RewardConfig.paper,
+    "released_code": RewardConfig.released_code,
+    "answer_only": RewardConfig.answer_only,
+}
+
+
+def coerce_config(cls: type, value: Any, presets: Mapping[str, Any] | None = None) -> Any:
+    """Accept a config object, a dict of fields, a preset name or ``None`` (defaults).
+
+    Args:
+        cls: The config dataclass.
+        value: What the user passed.
+        presets: Named constructors for string values.
+
+    Returns:
+        An instance of ``cls``.
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str) and presets is not None:
+        if value not in presets:
+            raise unknown_name(f"{cls.__name__} preset", value, presets)
+        return presets[value]()
+    if isinstance(value, Mapping):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = set(value) - fields
+        if bad:
+            raise InvalidConfig(f"{cls.__name__} has no field(s) {sorted(bad)}; fields: {sorted(fields)}")
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        return cls(**data)
+    raise InvalidConfig(f"expected a {cls.__name__}, a dict of its fields or None; got {type(value).__name__}")

@@ -1,0 +1,512 @@
+"""``MemoryEnv``: the template-method base of every agemem-gym task.
+
+The base class owns the long-term memory (:class:`~agemem_gym.memory.LongTermMemory`), the
+context (:class:`~agemem_gym.memory.ShortTermMemory`), the three stages, the budgets, the
+tool execution, the reward and ``info``. A task subclass says which tasks exist and what
+one looks like (:meth:`MemoryEnv._num_tasks`, :meth:`MemoryEnv._make_task`) and how an
+answer is graded (:meth:`MemoryEnv._grade`); interactive tasks also override the Stage-3
+hooks.
+
+Episode flow::
+
+    reset → system prompt, Stage-1 material (one message per item with an automatic
+            retrieval of related memories, or everything in one message)
+    Stage 1  per incoming message up to max_rounds turns; <answer> moves on
+    context reset (the long-term memory persists)
+    Stage 2  N distractor messages (fixed per task), same turn rule
+    Stage 3  the query is appended (no reset); the episode ends with <answer> or when
+             max_rounds turns pass without one (P_rounds)
+
+A turn with tool calls runs the calls (their results come back as ``tool`` messages) and
+stays on the current message; every bad input becomes a ``tool`` message, a counted
+``info["invalid_calls"]`` and the configured penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from agemem_gym.config import REWARD_PRESETS, EnvConfig, MemoryConfig, RewardConfig, coerce_config
+from agemem_gym.distractors import CorpusDistractors, DistractorSource
+from agemem_gym.error import InvalidConfig, ResetNeeded, unknown_name
+from agemem_gym.executor import ToolExecutor, ToolResult, format_retrieved
+from agemem_gym.graders.facts import memory_quality
+from agemem_gym.graders.judges import AnswerJudge, FactOverlapJudge, MemoryJudge, make_judge
+from agemem_gym.memory.context_ops import ContextFilter, CosineFilter, ExtractiveSummarizer, Summarizer
+from agemem_gym.memory.embedders import make_embedder
+from agemem_gym.memory.ltm import LongTermMemory
+from agemem_gym.memory.stm import ApproxTokenCounter, HFTokenCounter, PackedContext, ShortTermMemory, TokenCounter
+from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward
+from agemem_gym.seeding import stable_seed
+from agemem_gym.spaces import UnicodeText, chat_space
+from agemem_gym.task import Task
+from agemem_gym.tools import TOOL_NAMES, ParsedTurn, parse_turn, system_prompt
+
+__all__ = ["MemoryEnv", "Observation"]
+
+Observation = tuple[dict[str, str], ...]
+_ENV_FIELDS = {f.name for f in dataclasses.fields(EnvConfig)}
+_MEMORY_FIELDS = {f.name for f in dataclasses.fields(MemoryConfig)}
+_OPTIONS = {"task_id", "reset_mask"}
+_REDUCTION_TOOLS = ("Summary_context", "Filter_context")
+
+
+class MemoryEnv(gym.Env[Observation, str]):
+    """Base class: a memory-managing agent's episode over one task.
+
+    Args:
+        config: :class:`EnvConfig` (or a dict of its fields).
+        memory: :class:`MemoryConfig` (or a dict of its fields).
+        reward: :class:`RewardConfig`, a dict of its fields, or a preset name
+            (``"paper"``, ``"released_code"``, ``"answer_only"``).
+        embedder: ``"hashing"`` (default), ``"minilm"``, an embedder object or a callable.
+        judge: Answer judge: ``"f1"`` (default), ``"em"`` or an object (e.g. ``LLMJudge``).
+        memory_judge: Memory-quality judge (default: offline sentence-level fact F1).
+        summarizer: ``Summary_context`` executor (default: extractive, offline).
+        context_filter: ``Filter_context`` executor (default: embedding cosine ≥ θ_f).
+        distractors: Stage-2 distractor source (default: the bundled corpus).
+        tokenizer: A Hugging Face tokenizer to count tokens with (default: 4 bytes per token).
+        render_mode: ``None`` or ``"ansi"``.
+        **overrides: Any :class:`EnvConfig` or :class:`MemoryConfig` field by name.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    interactive: ClassVar[bool] = False
+    task_note: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        config: EnvConfig | Mapping[str, Any] | None = None,
+        memory: MemoryConfig | Mapping[str, Any] | None = None,
+        reward: RewardConfig | Mapping[str, Any] | str | None = None,
+        embedder: Any = "hashing",
+        judge: AnswerJudge | str | None = None,
+        memory_judge: MemoryJudge | None = None,
+        summarizer: Summarizer | None = None,
+        context_filter: ContextFilter | None = None,
+        distractors: DistractorSource | None = None,
+        tokenizer: Any = None,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config, self.memory_config = _split_overrides(config, memory, overrides)
+        self.reward_config: RewardConfig = coerce_config(RewardConfig, reward, REWARD_PRESETS)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise InvalidConfig(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.embedder = make_embedder(embedder)
+        self.judge = make_judge(judge)
+        self.memory_judge = memory_judge or FactOverlapJudge()
+        self.counter: TokenCounter = HFTokenCounter(tokenizer) if tokenizer is not None else ApproxTokenCounter()
+        self.distractor_source = distractors or CorpusDistractors()
+        self.ltm = LongTermMemory(self.embedder, backend=self.memory_config.backend)
+        self.stm = ShortTermMemory(self.counter, message_overhead=self.config.message_overhead)
+        self.executor = ToolExecutor(
+            self.ltm,
+            self.stm,
+            self.memory_config,
+            summarizer or ExtractiveSummarizer(self.counter),
+            context_filter or CosineFilter(self.embedder, threshold=self.memory_config.filter_threshold),
+        )
+        self.action_space = UnicodeText(max_length=8 * self.config.max_response_tokens)
+        self.observation_space = chat_space()
+        self._system_prompt = system_prompt(
+            include_schemas=self.config.tools_in_system_prompt, interactive=self.interactive, task_note=self.task_note
+        )
+        self._task: Task | None = None
+        self._done = True
+
+    # ================================================================ task hooks
+    def _num_tasks(self) -> int:
+        """Number of tasks in the panel."""
+        raise NotImplementedError
+
+    def _task_key(self, index: int) -> str:
+        """The id of task ``index`` (used for ``options={"task_id": ...}`` lookups)."""
+        return str(index)
+
+    def _make_task(self, index: int) -> Task:
+        """Build task ``index`` (deterministic: it may only depend on ``index``)."""
+        raise NotImplementedError
+
+    def _grade(self, task: Task, answer: str) -> dict[str, float]:
+        """Grade an answer: ``{"task_score", "success", ...}``; the default uses the judge."""
+        score = self.judge.score(answer, task.answers, task.query)
+        return {"task_score": float(score), "success": float(score >= 1.0)}
+
+    def _stage1_messages(self, task: Task) -> list[str]:
+        if not task.material:
+            return []
+        if self.config.stage1_mode == "single":
+            return [task.single_material or "\n\n".join(task.material)]
+        return list(task.material)
+
+    def _distractor_messages(self, task: Task) -> list[str]:
+        n = self.config.num_distractors
+        if n == 0:
+            return []
+        return self.distractor_source.generate(task.query, n, stable_seed("distractors", task.task_id))
+
+    def _begin_stage3(self, task: Task) -> None:
+        """Append the Stage-3 messages (the query, pinned)."""
+        self.stm.append("user", task.query, pinned=True, kind="query", stage=3)
+
+    def _on_action(self, action: str) -> bool:
+        """Handle an ``<action>`` (interactive tasks); return True when the episode ends."""
+        raise NotImplementedError  # unreachable: the parser rejects <action> when not interactive
+
+    # ================================================================ public API
+    @property
+    def task_ids(self) -> list[str]:
+        """The ids of every task, in panel order."""
+        return [self._task_key(i) for i in range(self._num_tasks())]
+
+    @property
+    def task(self) -> Task | None:
+        """The current task (``None`` before the first reset)."""
+        return self._task
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: Seeds everything the episode draws (task choice, memory ids).
+            options: ``{"task_id": int index or str id}`` pins the task, so the K rollouts
+                of a GRPO group share it (and its distractors).
+
+        Returns:
+            The first observation and ``info``.
+        """
+        super().reset(seed=seed)
+        index = self._choose_task(options or {})
+        self._task = self._make_task(index)
+        self.ltm.clear(seed=int(self.np_random.integers(2**31)))
+        self.stm.clear()
+        self.stm.append("system", self._system_prompt, pinned=True, kind="system", stage=1)
+        self._trace = EpisodeTrace()
+        self._stage, self._round, self._step = 1, 0, 0
+        self._queue: deque[str] = deque(self._stage1_messages(self._task))
+        self._done = False
+        self._prompt_tokens: list[int] = []
+        self._potential = 0.0
+        self._invalid_paid = 0.0
+        self._final: dict[str, Any] = {}
+        self._advance()
+        obs = self._observe()
+        return obs, self._info(step_invalid=0)
+
+    def step(self, action: Any) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """Take one assistant turn.
+
+        Args:
+            action: The turn text in the paper's grammar, or a structured action (a dict or
+                list of ``{"name", "arguments"}``, ``{"answer": ...}``, ``{"action": ...}``).
+
+        Returns:
+            ``(observation, reward, terminated, truncated, info)``; the reward is 0 until the
+            last step in ``terminal`` mode.
+        """
+        if self._task is None or self._done:
+            raise ResetNeeded("call reset() before step() (the episode has ended or never started)")
+        self._step += 1
+        self._round += 1
+        self._trace.turns += 1
+        context_before = self.stm.tokens
+        answer_context = [m.content for m in self.stm.messages if m.kind not in ("query", "system")]
+        text, cut = self._as_text(action)
+        parsed = parse_turn(
+            text if isinstance(action, str) else action,
+            allow_action=self.interactive,
+            max_calls=self.config.max_calls_per_turn,
+        )
+        turn = self.stm.append("assistant", text, kind="turn", stage=self._stage)
+        step_invalid = self._run_calls(parsed, turn)
+        step_invalid += self._report_errors(parsed, cut)
+        self._trace.invalid_calls += step_invalid
+        ended = False
+        if parsed.kind == "answer" and self._stage == 3:
+            self._finish(parsed.answer or "", context_before, answer_context)
+            ended = True
+        elif parsed.kind == "action":
+            ended = self._on_action(parsed.action or "")
+        if not ended and self._stage < 3 and (parsed.kind == "answer" or self._round >= self.config.max_rounds):
+            self._advance()  # an <answer> in Stage 1/2 is the reply to the user: the next message comes
+        elif not ended and self._stage == 3 and self._round >= self.config.max_rounds:
+            self._trace.rounds_exceeded = True
+            self._finish(None, context_before, answer_context)
+            ended = True
+        obs = self._observe()
+        reward = self._step_reward(ended)
+        info = self._info(step_invalid=step_invalid)
+        if ended:
+            self._done = True
+            info.update(self._final)
+        return obs, reward, ended, False, info
+
+    def render(self) -> str | None:
+        """``ansi``: the full context as a transcript (what the memory looks like is in ``info``)."""
+        if self.render_mode != "ansi":
+            return None
+        lines = [
+            f"=== {self.spec.id if self.spec else type(self).__name__} | stage {getattr(self, '_stage', 0)} "
+            f"| step {getattr(self, '_step', 0)} | LTM {len(self.ltm)} entries ==="
+        ]
+        for m in self.stm.messages:
+            tag = f"{m.role}{'*' if m.pinned else ''}"
+            body = m.content if m.kind != "system" else m.content.splitlines()[0] + " [...]"
+            lines.append(f"[{tag}] {body}")
+        return "\n".join(lines) + "\n"
+
+    # ================================================================ internals
+    def _choose_task(self, options: Mapping[str, Any]) -> int:
+        bad = set(options) - _OPTIONS
+        if bad:
+            raise InvalidConfig(
+                f"unknown reset option(s) {sorted(bad)}; supported: {sorted(_OPTIONS - {'reset_mask'})}"
+            )
+        n = self._num_tasks()
+        if n < 1:
+            raise InvalidConfig(f"{type(self).__name__} has no tasks")
+        if "task_id" not in options or options["task_id"] is None:
+            return int(self.np_random.integers(n))
+        tid = options["task_id"]
+        if isinstance(tid, (int, np.integer)) and not isinstance(tid, bool):
+            if not 0 <= int(tid) < n:
+                raise InvalidConfig(f"task_id index {tid} is out of range for {n} tasks")
+            return int(tid)
+        if isinstance(tid, str):
+            ids = self._id_index()
+            if tid not in ids:
+                raise unknown_name("task_id", tid, list(ids)[:2000])
+            return ids[tid]
+        raise InvalidConfig(f"task_id must be an int index or a str id, got {type(tid).__name__}")
+
+    def _id_index(self) -> dict[str, int]:
+        if not hasattr(self, "_ids_cache"):
+            self._ids_cache = {self._task_key(i): i for i in range(self._num_tasks())}
+        return self._ids_cache
+
+    def _as_text(self, action: Any) -> tuple[str, bool]:
+        """The turn as it enters the context, cut to ``max_response_tokens``."""
+        if isinstance(action, str):
+            text = action
+        else:
+            try:
+                text = json.dumps(action, ensure_ascii=False, default=str)
+            except (TypeError, ValueError, RecursionError):
+                text = repr(action)[:10_000]
+        limit = self.config.max_response_tokens
+        # cheap character pre-cut so a megabyte turn is never tokenized whole
+        rough = text[: limit * 16]
+        if len(rough) < len(text) or self.counter.count(rough) > limit:
+            return self.counter.truncate(rough, limit), True
+        return text, False
+
+    def _run_calls(self, parsed: ParsedTurn, turn: Any) -> int:
+        invalid = 0
+        for call in parsed.calls:
+            self._trace.tool_calls[call.name] += 1
+            result = self.executor.run(call, stage=self._stage, step=self._step, turn=turn)
+            self._record(call.name, call.arguments, result)
+            kind = "retrieval" if call.name == "Retrieve_memory" else "tool"
+            self.stm.append("tool", result.message, kind=kind, stage=self._stage)
+            invalid += not result.ok
+        return invalid
+
+    def _record(self, name: str, arguments: Mapping[str, Any], result: ToolResult) -> None:
+        trace = self._trace
+        if not result.ok:
+            return
+        if name == "Add_memory" and self._stage == 1:
+            trace.stage1_added.append(str(arguments["content"]))
+        elif name == "Update_memory":
+            trace.updates += 1
+        elif name == "Delete_memory" and result.memory_id:
+            trace.deletes += 1
+        elif name == "Retrieve_memory" and self._stage == 3:
+            for item in result.retrieved:
+                trace.retrieved_stage3.setdefault(item.id, item.content)
+        elif name in _REDUCTION_TOOLS and trace.first_reduction_step is None:
+            trace.first_reduction_step = self._step
+
+    def _report_errors(self, parsed: ParsedTurn, cut: bool) -> int:
+        errors = list(parsed.errors)
+        if cut:
+            errors.insert(
+                0,
+                f"[format error] the turn exceeded max_response_tokens={self.config.max_response_tokens} "
+                f"and was cut; keep replies shorter.",
+            )
+        if errors:
+            self.stm.append("tool", "\n".join(errors), kind="error", stage=self._stage)
+        return len(errors)
+
+    def _advance(self) -> None:
+        """Deliver the next incoming message, moving to the next stage when one runs out."""
+        self._round = 0
+        while not self._queue:
+            if self._stage == 1:
+                self._enter_stage(2)  # context reset; distractors queued (maybe none)
+            elif self._stage == 2:
+                self._enter_stage(3)
+                return
+            else:
+                return
+        self._deliver(self._queue.popleft())
+
+    def _enter_stage(self, stage: int) -> None:
+        task = self._task
+        assert task is not None
+        if stage == 2:
+            self._stage = 2
+            self.stm.clear(keep_system=True)  # the context reset; the LTM persists
+            self._queue.extend(self._distractor_messages(task))
+        elif stage == 3:
+            self._stage = 3
+            self._begin_stage3(task)
+
+    def _deliver(self, content: str) -> None:
+        kind = "material" if self._stage == 1 else "distractor"
+        self.stm.append("user", content, kind=kind, stage=self._stage)
+        k = self.memory_config.auto_retrieve_k
+        if self._stage == 1 and self.config.stage1_mode == "per_message" and k and len(self.ltm):
+            items = [m for m in self.ltm.search(content, top_k=k) if m.score > 0.0]
+            if items:
+                text = format_retrieved(items, "[retrieved memories] (related memories already stored)")
+                self.stm.append("tool", text, kind="retrieval", stage=1)
+
+    def _observe(self) -> Observation:
+        packed: PackedContext = self.stm.pack(self.config.max_context_tokens)
+        self._packed = packed
+        self._prompt_tokens.append(packed.tokens)
+        if self.stm.tokens > self.config.max_context_tokens and self._trace.first_overflow_step is None:
+            self._trace.first_overflow_step = self._step
+        return packed.as_chat()
+
+    def _finish(self, answer: str | None, context_before: int, answer_context: list[str]) -> None:
+        task = self._task
+        assert task is not None
+        trace = self._trace
+        trace.answer = answer
+        trace.answer_context_tokens = context_before
+        trace.answer_context = answer_context
+        trace.stage3_rounds = self._round
+        grade = self._grade(task, answer) if answer is not None else {"task_score": None, "success": 0.0}
+        breakdown = compute_reward(
+            trace,
+            self.reward_config,
+            task_score=grade["task_score"],
+            question=task.query,
+            facts=task.facts,
+            max_context_tokens=self.config.max_context_tokens,
+            max_rounds=self.config.max_rounds,
+        )
+        memories = [m.content for m in self.ltm]
+        mq = memory_quality(memories, task.facts) if task.facts else None
+        judged_mq = (
+            self.memory_judge.score(memories, task.facts, task.query, "; ".join(task.answers)) if task.facts else None
+        )
+        self._breakdown = breakdown
+        self._final = {
+            "answer": answer,
+            **{k: v for k, v in grade.items()},
+            "memory_quality": judged_mq,
+            "mq_precision": None if mq is None else mq.precision,
+            "mq_recall": None if mq is None else mq.recall,
+            "reward_components": breakdown.components(),
+            "penalties": breakdown.penalties(),
+            "episode_reward": breakdown.total,
+            "prompt_tokens_mean": float(
+                np.mean(self._prompt_tokens + [self.stm.pack(self.config.max_context_tokens).tokens])
+            ),
+            "prompt_tokens_total": int(sum(self._prompt_tokens)),
+            "turns": trace.turns,
+        }
+
+    def _step_reward(self, ended: bool) -> float:
+        cfg = self.reward_config
+        if cfg.mode == "terminal":
+            return self._breakdown.total if ended else 0.0
+        # dense: invalid-call penalties when they happen + potential-based shaping on memory
+        # quality; the final step settles the rest so the episode sum equals the terminal total
+        paid = max(cfg.invalid_penalty_floor, cfg.invalid_call_penalty * self._trace.invalid_calls)
+        reward = paid - self._invalid_paid
+        self._invalid_paid = paid
+        task = self._task
+        new_potential = 0.0
+        if task is not None and task.facts and not ended:
+            new_potential = cfg.shaping_coef * memory_quality([m.content for m in self.ltm], task.facts).f1
+        reward += new_potential - self._potential
+        self._potential = new_potential
+        if ended:
+            reward += self._breakdown.total - paid
+        return float(reward)
+
+    def _info(self, step_invalid: int) -> dict[str, Any]:
+        packed = self._packed
+        info: dict[str, Any] = {
+            "task_id": self._task.task_id if self._task else "",
+            "stage": self._stage,
+            "round": self._round,
+            "step": self._step,
+            "tool_calls": {name: int(self._trace.tool_calls[name]) for name in TOOL_NAMES},
+            "invalid_calls": int(self._trace.invalid_calls),
+            "step_invalid_calls": int(step_invalid),
+            "prompt_tokens": int(packed.tokens),
+            "context_tokens": int(self.stm.tokens),
+            "overflow": bool(self.stm.tokens > self.config.max_context_tokens),
+            "ltm_size": len(self.ltm),
+        }
+        if self.config.privileged_info and self._task is not None:
+            info["privileged"] = {"answers": list(self._task.answers), "facts": list(self._task.facts or ())}
+        return info
+
+    def episode_breakdown(self) -> RewardBreakdown | None:
+        """The reward breakdown of the last finished episode."""
+        return getattr(self, "_breakdown", None) if self._done and self._final else None
+
+
+def _split_overrides(
+    config: EnvConfig | Mapping[str, Any] | None,
+    memory: MemoryConfig | Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+) -> tuple[EnvConfig, MemoryConfig]:
+    env_cfg = coerce_config(EnvConfig, config)
+    mem_cfg = coerce_config(MemoryConfig, memory)
+    env_kw = {k: v for k, v in overrides.items() if k in _ENV_FIELDS}
+    mem_kw = {k: v for k, v in overrides.items() if k in _MEMORY_FIELDS}
+    unknown = set(overrides) - set(env_kw) - set(mem_kw)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise unknown_name(
+            "environment argument",
+            name,
+            _ENV_FIELDS
+            | _MEMORY_FIELDS
+            | {
+                "config",
+                "memory",
+                "reward",
+                "embedder",
+                "judge",
+                "memory_judge",
+                "summarizer",
+                "context_filter",
+                "distractors",
+                "tokenizer",
+                "render_mode",
+            },
+        )
+    return dataclasses.replace(env_cfg, **env_kw), dataclasses.replace(mem_cfg, **mem_kw)

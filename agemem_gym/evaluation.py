@@ -1,0 +1,202 @@
+"""Run a policy over a fixed, seeded panel of episodes and summarise what ``info`` reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import agemem_gym  # noqa: F401 - registers the ids
+from agemem_gym.error import InvalidConfig
+from agemem_gym.policies.base import Policy
+from agemem_gym.tools import TOOL_NAMES
+
+__all__ = ["EpisodeResult", "run_episodes", "summarize", "format_summary"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeResult:
+    """The final ``info`` of one episode, flattened."""
+
+    env_id: str
+    task_id: str
+    seed: int
+    reward: float
+    task_score: float | None
+    success: float
+    f1: float | None
+    em: float | None
+    memory_quality: float | None
+    prompt_tokens_mean: float
+    prompt_tokens_total: int
+    turns: int
+    invalid_calls: int
+    tool_calls: dict[str, int]
+    reward_components: dict[str, float | None]
+    penalties: dict[str, float]
+    answer: str | None
+
+    @classmethod
+    def from_info(cls, env_id: str, seed: int, reward: float, info: Mapping[str, Any]) -> EpisodeResult:
+        """Build from the last step's ``info``."""
+        return cls(
+            env_id=env_id,
+            task_id=str(info.get("task_id", "")),
+            seed=seed,
+            reward=float(reward),
+            task_score=info.get("task_score"),
+            success=float(info.get("success") or 0.0),
+            f1=info.get("f1"),
+            em=info.get("em"),
+            memory_quality=info.get("memory_quality"),
+            prompt_tokens_mean=float(info.get("prompt_tokens_mean", 0.0)),
+            prompt_tokens_total=int(info.get("prompt_tokens_total", 0)),
+            turns=int(info.get("turns", 0)),
+            invalid_calls=int(info.get("invalid_calls", 0)),
+            tool_calls=dict(info.get("tool_calls", {})),
+            reward_components=dict(info.get("reward_components", {})),
+            penalties=dict(info.get("penalties", {})),
+            answer=info.get("answer"),
+        )
+
+
+def run_episodes(
+    env_id: str,
+    policy: Policy,
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    max_steps: int = 10_000,
+) -> list[EpisodeResult]:
+    """Run ``episodes`` episodes: episode ``i`` uses task ``i`` of the panel and seed ``seed + i``.
+
+    Args:
+        env_id: A registered id.
+        policy: Anything with ``act(observation, info) -> str``.
+        episodes: Number of episodes.
+        seed: Base seed.
+        env_kwargs: Passed to ``gym.make``; ``privileged_info`` is turned on for policies that
+            declare ``needs_privileged_info``.
+        progress: Show a tqdm progress bar.
+        max_steps: Safety cap on steps per episode.
+
+    Returns:
+        One result per episode, in order.
+    """
+    if episodes < 1:
+        raise InvalidConfig(f"episodes must be >= 1, got {episodes}")
+    kwargs = dict(env_kwargs or {})
+    if getattr(policy, "needs_privileged_info", False):
+        kwargs["privileged_info"] = True
+    env = gym.make(env_id, **kwargs)
+    try:
+        n_tasks = len(env.unwrapped.task_ids)  # type: ignore[attr-defined]
+        results = []
+        bar = _progress(episodes, f"{env_id} | {getattr(policy, 'name', type(policy).__name__)}", progress)
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i, options={"task_id": i % n_tasks})
+            if hasattr(policy, "reset"):
+                policy.reset()
+            reward = 0.0
+            for _ in range(max_steps):
+                obs, reward, terminated, truncated, info = env.step(policy.act(obs, info))
+                if terminated or truncated:
+                    break
+            results.append(EpisodeResult.from_info(env_id, seed + i, float(reward), info))
+            bar.update(1)
+        bar.close()
+        return results
+    finally:
+        env.close()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep", leave=False)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """Means over episodes of every reported metric, tool calls per episode by tool included."""
+    comps = list(dict.fromkeys(k for r in results for k in r.reward_components))
+    return {
+        "episodes": len(results),
+        "reward": _mean([r.reward for r in results]),
+        "task_score": _mean([r.task_score if r.task_score is not None else 0.0 for r in results]),
+        "f1": _mean([r.f1 for r in results]),
+        "em": _mean([r.em for r in results]),
+        "success": _mean([r.success for r in results]),
+        "memory_quality": _mean([r.memory_quality for r in results]),
+        "prompt_tokens": _mean([r.prompt_tokens_mean for r in results]),
+        "turns": _mean([r.turns for r in results]),
+        "invalid_calls": _mean([r.invalid_calls for r in results]),
+        "answered": _mean([float(r.answer is not None) for r in results]),
+        "tool_calls": {t: _mean([r.tool_calls.get(t, 0) for r in results]) for t in TOOL_NAMES},
+        "reward_components": {c: _mean([r.reward_components.get(c) for r in results]) for c in comps},
+        "penalties": {p: _mean([r.penalties.get(p, 0.0) for r in results]) for p in ("rounds", "overflow", "invalid")},
+    }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def format_summary(columns: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown tables (metrics, tool calls per episode, reward components), one column per run."""
+    names = list(columns)
+    first = next(iter(columns.values()))
+
+    def table(title: str, rows: list[tuple[str, list[Any]]]) -> list[str]:
+        out = [f"### {title}", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        out += [f"| {label} | " + " | ".join(_fmt(v) for v in vals) + " |" for label, vals in rows]
+        return out + [""]
+
+    metrics = [
+        ("episodes", "episodes"),
+        ("reward", "reward"),
+        ("task score", "task_score"),
+        ("F1", "f1"),
+        ("EM", "em"),
+        ("success", "success"),
+        ("memory quality (MQ)", "memory_quality"),
+        ("prompt tokens / turn", "prompt_tokens"),
+        ("turns / episode", "turns"),
+        ("invalid calls / episode", "invalid_calls"),
+        ("answered", "answered"),
+    ]
+    lines = table("Episode metrics", [(label, [columns[n].get(key) for n in names]) for label, key in metrics])
+    tools = [(t, [columns[n]["tool_calls"].get(t) for n in names]) for t in TOOL_NAMES]
+    tools.append(("total", [sum(v or 0.0 for v in columns[n]["tool_calls"].values()) for n in names]))
+    lines += table("Tool calls per episode", tools)
+    comp_keys = list(first.get("reward_components", {}))
+    comps = [(c, [columns[n]["reward_components"].get(c) for n in names]) for c in comp_keys]
+    comps += [
+        (f"penalty: {p}", [columns[n]["penalties"].get(p) for n in names]) for p in ("rounds", "overflow", "invalid")
+    ]
+    lines += table("Reward components (means)", comps)
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""Pure scoring functions and injectable judges."""
+
+from agemem_gym.graders.facts import memory_quality, retrieval_relevance, sentence_matches, storage_quality
+from agemem_gym.graders.judges import (
+    AnswerJudge,
+    ExactMatchJudge,
+    F1Judge,
+    FactOverlapJudge,
+    LLMJudge,
+    LLMMemoryJudge,
+    MemoryJudge,
+    make_judge,
+)
+from agemem_gym.graders.qa import best_score, exact_match, f1_score
+
+__all__ = [
+    "AnswerJudge",
+    "ExactMatchJudge",
+    "F1Judge",
+    "FactOverlapJudge",
+    "LLMJudge",
+    "LLMMemoryJudge",
+    "MemoryJudge",
+    "best_score",
+    "exact_match",
+    "f1_score",
+    "make_judge",
+    "memory_quality",
+    "retrieval_relevance",
+    "sentence_matches",
+    "storage_quality",
+]

@@ -1,0 +1,87 @@
+"""A seeded random policy: random tool calls and text, malformed turns included."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from agemem_gym.policies.base import BasePolicy, Observation
+from agemem_gym.tools import TOOL_NAMES, format_answer, format_tool_call
+
+__all__ = ["RandomPolicy"]
+
+
+def tc(payload: str) -> str:
+    """Wrap raw text in a tool_call block (no validation: malformed payloads are the point)."""
+    return f"<tool_call>{payload}</tool_call>"
+
+
+_WORDS = "memory the answer paris france river album band born year city sea moon song 1985 yes no".split()
+
+
+class RandomPolicy(BasePolicy):
+    """Picks a random kind of turn each step.
+
+    About half the turns are well-formed (random tool calls with plausible arguments, or a
+    random answer); the rest are malformed in the ways LLMs get it wrong (broken JSON,
+    unknown tools, wrong argument types, no tags, mixed blocks, made-up memory ids). A
+    lower bound for every env, and a smoke test of the env's input handling.
+
+    Args:
+        seed: Seeds the policy's own generator.
+        p_answer: Probability of an answer turn.
+        p_malformed: Probability of a malformed turn.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, p_answer: float = 0.25, p_malformed: float = 0.3) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.p_answer = float(p_answer)
+        self.p_malformed = float(p_malformed)
+
+    def _text(self, n: int = 4) -> str:
+        return " ".join(self.rng.choice(_WORDS, size=int(self.rng.integers(1, n + 1))))
+
+    def _call(self, observation: Observation) -> dict[str, Any]:
+        name = str(self.rng.choice(TOOL_NAMES))
+        ids = [w.strip("(),.") for m in observation for w in m["content"].split() if w.strip("(),.").startswith("mem_")]
+        mid = (
+            str(self.rng.choice(ids)) if ids and self.rng.random() < 0.7 else f"mem_{int(self.rng.integers(2**32)):08x}"
+        )
+        args = {
+            "Add_memory": {"content": self._text(8)},
+            "Update_memory": {"memory_id": mid, "content": self._text(8)},
+            "Delete_memory": {"memory_id": mid, "confirmation": bool(self.rng.random() < 0.8)},
+            "Retrieve_memory": {"query": self._text(), "top_k": int(self.rng.integers(1, 6))},
+            "Summary_context": {"span": str(self.rng.choice(["all", "3", "1-2", "full"]))},
+            "Filter_context": {"criteria": self._text()},
+        }[name]
+        return {"name": name, "arguments": args}
+
+    def _malformed(self, observation: Observation) -> str:
+        good = json.dumps([self._call(observation)])
+        options = [
+            lambda: f"<think>hmm</think><tool_call>{good[: max(1, len(good) // 2)]}",
+            lambda: '<tool_call>[{"name": "Forget_everything", "arguments": {}}]</tool_call>',
+            lambda: '<tool_call>[{"name": "Retrieve_memory", "arguments": {"query": 42, "top_k": "many"}}]</tool_call>',
+            lambda: self._text(10),
+            lambda: f"<answer>{self._text()}</answer><tool_call>{good}</tool_call>",
+            lambda: tc('[{"name": "Delete_memory", "arguments": {"memory_id": "mem_deadbeef", "confirmation": true}}]'),
+            lambda: "<tool_call>{not json at all}</tool_call>",
+            lambda: "",
+        ]
+        return options[int(self.rng.integers(len(options)))]()
+
+    def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """A random turn."""
+        u = self.rng.random()
+        if u < self.p_answer:
+            return format_answer(self._text(), "random")
+        if u < self.p_answer + self.p_malformed:
+            return self._malformed(observation)
+        calls = [self._call(observation) for _ in range(int(self.rng.integers(1, 4)))]
+        return format_tool_call(calls, "random")

@@ -1,0 +1,149 @@
+"""Scripted baselines that speak the turn grammar (so every run exercises the parser).
+
+They decide from the observation and ``info``: ``info["round"] == 0`` means a new message
+has just arrived; later rounds see the results of their own calls. All answer with the
+:class:`~agemem_gym.policies.reader.ExtractiveReader` over what they can see.
+
+* ``no-memory``: never uses tools; answers from the visible context (Stage 3 cannot see
+  Stage 1).
+* ``store-all``: adds every Stage-1 message whole; retrieves with the query; answers.
+* ``rag``: stores Stage-1 messages sentence by sentence and retrieves with the newest
+  message on every turn (the paper's AgeMem-RAG shape: automatic top-k retrieval, no
+  context tools).
+* ``oracle``: reads ``info["privileged"]``; stores exactly the gold facts, filters each
+  distractor, retrieves and answers with the gold answer (the env's upper bound).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
+from agemem_gym.policies.reader import ExtractiveReader
+from agemem_gym.text import split_sentences
+from agemem_gym.tools import format_answer, format_tool_call
+
+__all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy"]
+
+ACK = "Thanks, noted."
+
+
+def _visible_text(observation: Observation) -> list[str]:
+    return [m["content"] for m in observation if m["role"] in ("user", "tool")]
+
+
+def _retrieved(observation: Observation) -> list[str]:
+    """Memory contents shown by retrievals since the policy's last turn."""
+    out = []
+    for m in messages_since_last_turn(observation):
+        if m["role"] == "tool" and m["content"].startswith("[retrieved memories]"):
+            for line in m["content"].splitlines()[1:]:
+                if line.startswith("- "):
+                    out.append(line[2:].rsplit(" (Memory ID:", 1)[0])
+    return out
+
+
+class _Scripted(BasePolicy):
+    def __init__(self, top_k: int = 3) -> None:
+        self.top_k = int(top_k)
+        self.reader = ExtractiveReader()
+
+    def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """The next turn."""
+        stage, fresh = int(info.get("stage", 1)), int(info.get("round", 0)) == 0
+        message = last_message(observation, "user")
+        if stage == 3:
+            return self.stage3(observation, info, message, fresh)
+        if fresh:
+            turn = self.on_message(stage, message, info)
+            if turn is not None:
+                return turn
+        return format_answer(ACK, "Nothing else to do with this message.")
+
+    def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
+        """Turn for a newly arrived Stage-1/2 message; ``None`` to just acknowledge it."""
+        return None
+
+    def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
+        """Turn in Stage 3: retrieve first, then answer."""
+        if fresh:
+            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": self.top_k}}
+            return format_tool_call([call], "Retrieve what I stored about the question.")
+        passages = _retrieved(observation) or _visible_text(observation)
+        return format_answer(self.reader.answer(query, passages), "Answer from the retrieved memories.")
+
+
+class NoMemoryPolicy(_Scripted):
+    """Never calls a tool; answers from the visible context."""
+
+    name = "no-memory"
+
+    def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
+        """Turn in Stage 3: retrieve first, then answer."""
+        passages = [t for t in _visible_text(observation) if t != query]
+        return format_answer(self.reader.answer(query, passages), "Answer from what I can see.")
+
+
+class StoreAllPolicy(_Scripted):
+    """Adds every Stage-1 message whole, retrieves with the query, answers."""
+
+    name = "store-all"
+
+    def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
+        """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
+        if stage != 1 or not message:
+            return None
+        return format_tool_call([{"name": "Add_memory", "arguments": {"content": message}}], "Store everything.")
+
+
+class RAGPolicy(_Scripted):
+    """Sentence-chunk storage plus automatic retrieval with the newest message on every turn."""
+
+    name = "rag"
+
+    def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
+        """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
+        if not message:
+            return None
+        calls: list[dict[str, Any]] = []
+        if stage == 1:
+            calls += [{"name": "Add_memory", "arguments": {"content": s}} for s in split_sentences(message)][:15]
+        calls.append({"name": "Retrieve_memory", "arguments": {"query": message[:1500], "top_k": self.top_k}})
+        return format_tool_call(calls, "Chunk, store and retrieve.")
+
+
+class OraclePolicy(_Scripted):
+    """Stores the gold facts, filters distractors, retrieves and answers with the gold answer."""
+
+    name = "oracle"
+    needs_privileged_info = True
+
+    def _privileged(self, info: Mapping[str, Any]) -> Mapping[str, Any]:
+        priv = info.get("privileged")
+        if not isinstance(priv, Mapping):
+            raise RuntimeError("the oracle policy needs the env created with privileged_info=True")
+        return priv
+
+    def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
+        """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
+        if stage == 2:
+            call = {"name": "Filter_context", "arguments": {"criteria": message}}
+            return format_tool_call([call], "This is unrelated to anything stored; drop it.")
+        facts = [f for f in self._privileged(info).get("facts", []) if f and f in message]
+        if not facts:
+            return None
+        calls = [{"name": "Add_memory", "arguments": {"content": f, "memory_type": "knowledge"}} for f in facts]
+        return format_tool_call(calls, "Store the facts that matter.")
+
+    def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
+        """Turn in Stage 3: retrieve first, then answer."""
+        priv = self._privileged(info)
+        if fresh:
+            k = max(1, min(20, len(priv.get("facts", [])) or self.top_k))
+            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": k}}
+            return format_tool_call([call], "Bring back the stored facts.")
+        answers = list(priv.get("answers", []))
+        return format_answer(
+            answers[0] if answers else self.reader.answer(query, _retrieved(observation)), "I know the answer."
+        )

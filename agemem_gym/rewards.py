@@ -1,0 +1,205 @@
+"""The paper's trajectory reward (Eqs. 16–26), computed from an :class:`EpisodeTrace`.
+
+``R = w_task·R_task + w_context·R_context + w_memory·R_memory [+ w_te·R_tool_efficiency] + P``
+
+* ``R_task``: the judge's score of the answer (offline default: HotpotQA F1), or the
+  no-answer value (−1).
+* ``R_context = α·(R_compression, R_preventive, R_preservation)``:
+  compression ``max(0, 1 − T_used/T_max)`` with T_used the context tokens when answering;
+  preventive 1 if a Summary/Filter ran before any overflow; preservation 1 if at least half
+  of the query's key terms appear in the context *outside the live query message* when
+  answering (the query itself is pinned here, so checking it would always give 1).
+* ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the share of Stage-1
+  additions that state a new gold fact; maintenance 1 if any update or delete ran;
+  relevance the share of memories retrieved in Stage 3 that state a gold fact. Terms that
+  need gold facts are left out (their weight spread over the others) for tasks without them.
+* ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds, −0.5 when the
+  context exceeded T_max when answering, and the invalid-call penalty (floored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from agemem_gym.config import RewardConfig
+from agemem_gym.graders.facts import retrieval_relevance, storage_quality
+from agemem_gym.text import STOPWORDS, content_words
+
+__all__ = ["EpisodeTrace", "RewardBreakdown", "compute_reward", "key_terms", "preservation", "tool_efficiency"]
+
+_PROPER = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:of|the|de|von|van|and)?\s*[A-Z][\w'’-]*)*")
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+
+
+@dataclasses.dataclass
+class EpisodeTrace:
+    """What the environment records during an episode for the reward and the final ``info``."""
+
+    answer: str | None = None
+    stage1_added: list[str] = dataclasses.field(default_factory=list)
+    updates: int = 0
+    deletes: int = 0
+    retrieved_stage3: dict[str, str] = dataclasses.field(default_factory=dict)
+    first_reduction_step: int | None = None
+    first_overflow_step: int | None = None
+    answer_context_tokens: int = 0
+    answer_context: list[str] = dataclasses.field(default_factory=list)
+    rounds_exceeded: bool = False
+    stage3_rounds: int = 0
+    invalid_calls: int = 0
+    tool_calls: Counter[str] = dataclasses.field(default_factory=Counter)
+    turns: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardBreakdown:
+    """Every component of the trajectory reward."""
+
+    total: float
+    task: float
+    task_score: float | None
+    context: float
+    compression: float
+    preventive: float
+    preservation: float
+    memory: float
+    storage: float | None
+    maintenance: float
+    relevance: float | None
+    tool_efficiency: float
+    rounds_penalty: float
+    overflow_penalty: float
+    invalid_penalty: float
+
+    def components(self) -> dict[str, float | None]:
+        """The reward terms, for ``info["reward_components"]``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not k.endswith("_penalty") and k != "total"}
+
+    def penalties(self) -> dict[str, float]:
+        """The penalty terms, for ``info["penalties"]``."""
+        return {"rounds": self.rounds_penalty, "overflow": self.overflow_penalty, "invalid": self.invalid_penalty}
+
+
+def key_terms(question: str) -> list[str]:
+    """The key terms K_q of a question: proper-noun phrases and numbers, else content words.
+
+    Example:
+        >>> key_terms("Which city did Gutzon Borglum live in after 1927?")
+        ['gutzon borglum', '1927']
+    """
+    terms: list[str] = []
+    for m in _PROPER.finditer(question):
+        phrase = m.group().strip()
+        words = phrase.split()
+        # a capitalised question word at the start is not a name
+        while words and words[0].lower() in STOPWORDS | {"which", "who", "what", "when", "where", "how"}:
+            words = words[1:]
+        if words:
+            terms.append(" ".join(words).lower())
+    terms += [n.strip(".,") for n in _NUMBER.findall(question)]
+    if not terms:
+        terms = content_words(question)
+    return list(dict.fromkeys(t for t in terms if t))
+
+
+def preservation(question: str, context_without_query: Sequence[str]) -> float:
+    """1.0 if at least half of the question's key terms appear in the other context messages."""
+    terms = key_terms(question)
+    if not terms:
+        return 1.0
+    text = "\n".join(context_without_query).lower()
+    found = sum(1 for t in terms if t in text)
+    return float(found >= 0.5 * len(terms))
+
+
+def tool_efficiency(trace: EpisodeTrace, max_rounds: int) -> float:
+    """The released code's tool-efficiency term (scale, presence and efficiency bonuses), in [−0.5, 1]."""
+    calls = sum(trace.tool_calls.values())
+    ratio = calls / max(1, trace.turns)
+    value = 0.2 if 0.3 <= ratio <= 2 else (-0.1 if ratio > 3 else 0.0)
+    value += 0.2 if trace.tool_calls["Retrieve_memory"] else 0.0
+    value += 0.2 if trace.tool_calls["Summary_context"] or trace.tool_calls["Filter_context"] else 0.0
+    value += 0.1 if trace.tool_calls["Add_memory"] else 0.0
+    value += 0.2 * (1 - min(trace.stage3_rounds, max_rounds) / max_rounds)
+    return min(1.0, max(-0.5, value))
+
+
+def _weighted(values: Sequence[float | None], weights: Sequence[float]) -> float:
+    pairs = [(v, w) for v, w in zip(values, weights) if v is not None]
+    total_w = sum(w for _, w in pairs)
+    if total_w <= 0:
+        return 0.0
+    # renormalise so a term without gold data does not silently shrink the component
+    return sum(v * w for v, w in pairs) * (sum(weights) / total_w)
+
+
+def compute_reward(
+    trace: EpisodeTrace,
+    config: RewardConfig,
+    *,
+    task_score: float | None,
+    question: str,
+    facts: Sequence[str] | None,
+    max_context_tokens: int,
+    max_rounds: int,
+) -> RewardBreakdown:
+    """The trajectory reward of an ended episode.
+
+    Args:
+        trace: What happened.
+        config: Weights and penalties.
+        task_score: The judge's score of the answer, ``None`` when there was no answer.
+        question: The task query (for the preservation term).
+        facts: Gold supporting facts, ``None`` when the task has none.
+        max_context_tokens: T_max.
+        max_rounds: Stage-3 round cap (for the tool-efficiency term).
+
+    Returns:
+        The breakdown; ``total`` is what the last step returns.
+    """
+    answered = task_score is not None
+    task = float(task_score) if answered else config.no_answer
+    compression = max(0.0, 1.0 - trace.answer_context_tokens / max_context_tokens) if answered else 0.0
+    preventive = float(
+        trace.first_reduction_step is not None
+        and (trace.first_overflow_step is None or trace.first_reduction_step < trace.first_overflow_step)
+    )
+    preserved = preservation(question, trace.answer_context) if answered else 0.0
+    context = _weighted([compression, preventive, preserved], config.context_weights)
+    storage = storage_quality(trace.stage1_added, facts) if facts else None
+    maintenance = float(trace.updates + trace.deletes > 0)
+    relevance = retrieval_relevance(list(trace.retrieved_stage3.values()), facts) if facts else None
+    memory = _weighted([storage, maintenance, relevance], config.memory_weights)
+    te = tool_efficiency(trace, max_rounds) if config.w_tool_efficiency else 0.0
+    rounds_p = config.rounds_penalty if trace.rounds_exceeded else 0.0
+    overflow_p = config.overflow_penalty if answered and trace.answer_context_tokens > max_context_tokens else 0.0
+    invalid_p = (
+        max(config.invalid_penalty_floor, config.invalid_call_penalty * trace.invalid_calls)
+        if trace.invalid_calls
+        else 0.0
+    )
+    task_term = config.w_task * task if (answered or config.weight_no_answer) else task
+    total = task_term + config.w_context * context + config.w_memory * memory + config.w_tool_efficiency * te
+    total += rounds_p + overflow_p + invalid_p
+    if config.clip is not None:
+        total = min(config.clip[1], max(config.clip[0], total))
+    return RewardBreakdown(
+        total=float(total),
+        task=task,
+        task_score=task_score,
+        context=context,
+        compression=compression,
+        preventive=preventive,
+        preservation=preserved,
+        memory=memory,
+        storage=storage,
+        maintenance=maintenance,
+        relevance=relevance,
+        tool_efficiency=te,
+        rounds_penalty=rounds_p,
+        overflow_penalty=overflow_p,
+        invalid_penalty=invalid_p,
+    )
