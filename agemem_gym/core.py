@@ -203,6 +203,8 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._potential = 0.0
         self._invalid_paid = 0.0
         self._final: dict[str, Any] = {}
+        self._step_invalid = 0
+        self._truncated = False
         self._advance()
         obs = self._observe()
         return obs, self._info(step_invalid=0)
@@ -223,8 +225,11 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._step += 1
         self._round += 1
         self._trace.turns += 1
-        context_before = self.stm.tokens
-        answer_context = [m.content for m in self.stm.messages if m.kind not in ("query", "system")]
+        # what the agent saw when it produced this turn: T_used and the preservation check
+        self._turn_context = (
+            self.stm.tokens,
+            [m.content for m in self.stm.messages if m.kind not in ("query", "system")],
+        )
         text, cut = self._as_text(action)
         parsed = parse_turn(
             text if isinstance(action, str) else action,
@@ -232,28 +237,37 @@ class MemoryEnv(gym.Env[Observation, str]):
             max_calls=self.config.max_calls_per_turn,
         )
         turn = self.stm.append("assistant", text, kind="turn", stage=self._stage)
-        step_invalid = self._run_calls(parsed, turn)
-        step_invalid += self._report_errors(parsed, cut)
-        self._trace.invalid_calls += step_invalid
-        ended = False
-        if parsed.kind == "answer" and self._stage == 3:
-            self._finish(parsed.answer or "", context_before, answer_context)
-            ended = True
-        elif parsed.kind == "action":
-            ended = self._on_action(parsed.action or "")
-        if not ended and self._stage < 3 and (parsed.kind == "answer" or self._round >= self.config.max_rounds):
-            self._advance()  # an <answer> in Stage 1/2 is the reply to the user: the next message comes
-        elif not ended and self._stage == 3 and self._round >= self.config.max_rounds:
-            self._trace.rounds_exceeded = True
-            self._finish(None, context_before, answer_context)
-            ended = True
+        self._step_invalid = self._run_calls(parsed, turn) + self._report_errors(parsed, cut)
+        self._truncated = False
+        ended = self._dispatch(parsed)
+        self._trace.invalid_calls += self._step_invalid
         obs = self._observe()
         reward = self._step_reward(ended)
-        info = self._info(step_invalid=step_invalid)
+        info = self._info(step_invalid=self._step_invalid)
         if ended:
             self._done = True
             info.update(self._final)
-        return obs, reward, ended, False, info
+        return obs, reward, ended and not self._truncated, ended and self._truncated, info
+
+    def _dispatch(self, parsed: ParsedTurn) -> bool:
+        """Act on the parsed turn; return True when the episode ends."""
+        if parsed.kind == "answer" and self._stage == 3:
+            self._finish(parsed.answer or "")
+            return True
+        if parsed.kind == "action" and self._on_action(parsed.action or ""):
+            return True
+        if self._stage < 3 and (parsed.kind == "answer" or self._round >= self.config.max_rounds):
+            self._advance()  # an <answer> in Stage 1/2 is the reply to the user: the next message comes
+        elif self._stage == 3 and self._round >= self.config.max_rounds:
+            self._trace.rounds_exceeded = True
+            self._finish(None)
+            return True
+        return False
+
+    def _reject(self, message: str) -> None:
+        """Answer a bad agent input from a hook: a tool message and one counted invalid call."""
+        self.stm.append("tool", message, kind="error", stage=self._stage)
+        self._step_invalid += 1
 
     def render(self) -> str | None:
         """``ansi``: the full context as a transcript (what the memory looks like is in ``info``)."""
@@ -395,15 +409,18 @@ class MemoryEnv(gym.Env[Observation, str]):
             self._trace.first_overflow_step = self._step
         return packed.as_chat()
 
-    def _finish(self, answer: str | None, context_before: int, answer_context: list[str]) -> None:
+    def _grade_unanswered(self, task: Task) -> dict[str, Any]:
+        """Grade an episode that ended without an answer (QA: no score, R_task = no-answer value)."""
+        return {"task_score": None, "success": 0.0}
+
+    def _finish(self, answer: str | None) -> None:
         task = self._task
         assert task is not None
         trace = self._trace
         trace.answer = answer
-        trace.answer_context_tokens = context_before
-        trace.answer_context = answer_context
+        trace.answer_context_tokens, trace.answer_context = self._turn_context
         trace.stage3_rounds = self._round
-        grade = self._grade(task, answer) if answer is not None else {"task_score": None, "success": 0.0}
+        grade = self._grade(task, answer) if answer is not None else self._grade_unanswered(task)
         breakdown = compute_reward(
             trace,
             self.reward_config,

@@ -1,0 +1,57 @@
+"""``agemem run``: play a policy on an environment and print the paper's metrics."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from agemem_gym.commands._args import json_object
+
+HELP = "run a policy on an environment and print the paper's metrics"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agemem run``."""
+    parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
+    parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
+    parser.add_argument("--policy-kwargs", type=json_object, default={}, help="JSON object for the policy")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
+    parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the episodes, print the tables, optionally write JSON."""
+    from agemem_gym import policies
+    from agemem_gym.evaluation import format_summary, run_episodes, summarize
+
+    policy = policies.make(args.policy, **args.policy_kwargs)
+    results = run_episodes(
+        args.env_id,
+        policy,
+        episodes=args.episodes,
+        seed=args.seed,
+        env_kwargs=args.env_kwargs,
+        progress=not args.no_progress,
+    )
+    summary = summarize(results)
+    print(f"## {args.env_id} — policy {args.policy}, {args.episodes} episodes, seed {args.seed}\n")
+    print(format_summary({args.policy: summary}))
+    if args.json_out:
+        path = Path(args.json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "env_id": args.env_id,
+            "policy": args.policy,
+            "seed": args.seed,
+            "env_kwargs": args.env_kwargs,
+            "summary": summary,
+            "episodes": [dataclasses.asdict(r) for r in results],
+        }
+        path.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {path}")
+    return 0
