@@ -102,3 +102,38 @@ def test_check_env_and_bad_arguments():
     with pytest.raises(Exception, match="max_world_steps"):
         Corridor(max_world_steps=0)
     assert isinstance(Corridor(), gym.Env)
+
+
+@pytest.mark.parametrize("name,success", [("oracle", 1.0), ("store-all", 1.0), ("rag", 1.0)])
+def test_scripted_policies_in_a_world(name, success):
+    from agemem_gym import policies
+
+    class RememberedCorridor(Corridor):
+        def _make_task(self, index):
+            return Task(
+                task_id=f"c{index}",
+                query="Reach the exit of the corridor.",
+                material=("Walkthrough of this corridor: right; right; right",),
+            )
+
+    env = RememberedCorridor(privileged_info=True, num_distractors=1)
+    policy = policies.make(name)
+    obs, info = env.reset(seed=0)
+    for _ in range(60):
+        obs, r, term, trunc, info = env.step(policy.act(obs, info))
+        if term or trunc:
+            break
+    assert info["success"] == success and info["invalid_calls"] == 0
+
+
+def test_no_memory_acts_randomly_but_validly():
+    from agemem_gym import policies
+
+    env = Corridor(plain=True, max_world_steps=10)
+    policy = policies.make("no-memory", seed=3)
+    obs, info = env.reset(seed=0)
+    for _ in range(20):
+        obs, r, term, trunc, info = env.step(policy.act(obs, info))
+        if term or trunc:
+            break
+    assert info["invalid_calls"] == 0 and info["world_steps"] >= 1

@@ -12,17 +12,26 @@ has just arrived; later rounds see the results of their own calls. All answer wi
   context tools).
 * ``oracle``: reads ``info["privileged"]``; stores exactly the gold facts, filters each
   distractor, retrieves and answers with the gold answer (the env's upper bound).
+
+In interactive tasks (``info["world_steps"]`` present) Stage 3 is a world: ``no-memory``
+picks a seeded random valid action; ``store-all`` and ``rag`` first retrieve with the goal
+and follow any action sequence the retrieved memories spell out (e.g. a stored
+walkthrough), falling back to random valid actions; ``oracle`` plays the env's expert
+action from ``info["privileged"]["expert_action"]``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.text import split_sentences
-from agemem_gym.tools import format_answer, format_tool_call
+from agemem_gym.tools import format_action, format_answer, format_tool_call
 
 __all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy"]
 
@@ -44,15 +53,43 @@ def _retrieved(observation: Observation) -> list[str]:
     return out
 
 
+_PLAN_SPLIT = re.compile(r"[;\n]|\bthen\b|(?<=[.!?])\s")
+
+
+def _goal(observation: Observation) -> str:
+    """The pinned task goal of an interactive Stage 3 (the last user message that is no observation)."""
+    for m in reversed(observation):
+        if m["role"] == "user" and not m["content"].startswith("Observation:"):
+            return m["content"]
+    return ""
+
+
+def _plan_from(texts: list[str]) -> list[str]:
+    """Short imperative pieces of retrieved text, in order: candidate actions to replay."""
+    pieces = [p.strip(" -*>.\t").lower() for t in texts for p in _PLAN_SPLIT.split(t)]
+    return [p for p in pieces if p and len(p.split()) <= 10]
+
+
 class _Scripted(BasePolicy):
-    def __init__(self, top_k: int = 3) -> None:
+    def __init__(self, top_k: int = 3, seed: int = 0) -> None:
         self.top_k = int(top_k)
         self.reader = ExtractiveReader()
+        self.rng = np.random.default_rng(seed)
+        self._plan: list[str] = []
+        self._retrieved_goal = False
+
+    def reset(self) -> None:
+        """Forget the per-episode plan."""
+        self._plan, self._retrieved_goal = [], False
 
     def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
         """The next turn."""
         stage, fresh = int(info.get("stage", 1)), int(info.get("round", 0)) == 0
+        if int(info.get("step", 0)) == 0:
+            self.reset()
         message = last_message(observation, "user")
+        if stage == 3 and "world_steps" in info:
+            return self.world_turn(observation, info)
         if stage == 3:
             return self.stage3(observation, info, message, fresh)
         if fresh:
@@ -64,6 +101,30 @@ class _Scripted(BasePolicy):
     def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
         """Turn for a newly arrived Stage-1/2 message; ``None`` to just acknowledge it."""
         return None
+
+    def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """Turn in an interactive Stage 3: follow the plan, else a seeded random valid action."""
+        return self._next_action(info)
+
+    def _next_action(self, info: Mapping[str, Any]) -> str:
+        valid = list(info.get("valid_actions") or [])
+        lowered = {a.lower(): a for a in valid}
+        while self._plan:
+            step = self._plan.pop(0)
+            if not valid or step in lowered:
+                return format_action(lowered.get(step, step), "Next step of what I remember.")
+        if valid:
+            return format_action(valid[int(self.rng.integers(len(valid)))], "Try something.")
+        return format_answer("I am done.", "No action is listed.")
+
+    def _retrieve_then_follow(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        if not self._retrieved_goal:
+            self._retrieved_goal = True
+            call = {"name": "Retrieve_memory", "arguments": {"query": _goal(observation), "top_k": self.top_k}}
+            return format_tool_call([call], "Recall what I stored about this task.")
+        if int(info.get("world_steps", 0)) == 0 and not self._plan:
+            self._plan = _plan_from(_retrieved(observation))
+        return self._next_action(info)
 
     def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
         """Turn in Stage 3: retrieve first, then answer."""
@@ -90,6 +151,10 @@ class StoreAllPolicy(_Scripted):
 
     name = "store-all"
 
+    def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """Retrieve with the goal once, then replay the remembered steps."""
+        return self._retrieve_then_follow(observation, info)
+
     def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
         """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
         if stage != 1 or not message:
@@ -101,6 +166,10 @@ class RAGPolicy(_Scripted):
     """Sentence-chunk storage plus automatic retrieval with the newest message on every turn."""
 
     name = "rag"
+
+    def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """Retrieve with the goal once, then replay the remembered steps."""
+        return self._retrieve_then_follow(observation, info)
 
     def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
         """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
@@ -135,6 +204,13 @@ class OraclePolicy(_Scripted):
             return None
         calls = [{"name": "Add_memory", "arguments": {"content": f, "memory_type": "knowledge"}} for f in facts]
         return format_tool_call(calls, "Store the facts that matter.")
+
+    def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """Play the env's expert action."""
+        expert = self._privileged(info).get("expert_action")
+        if expert:
+            return format_action(str(expert), "The expert move.")
+        return self._retrieve_then_follow(observation, info)
 
     def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
         """Turn in Stage 3: retrieve first, then answer."""
