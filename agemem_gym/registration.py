@@ -20,6 +20,21 @@ ENV_SPECS: tuple[_Spec, ...] = (
     _Spec("AgeMem/HotpotQA-v0", "agemem_gym.envs.hotpotqa:HotpotQAEnv", {}),
     _Spec("AgeMem/HotpotQA-Single-v0", "agemem_gym.envs.hotpotqa:HotpotQAEnv", {"stage1_mode": "single"}),
     _Spec("AgeMem/HotpotQA-NoDistractors-v0", "agemem_gym.envs.hotpotqa:HotpotQAEnv", {"num_distractors": 0}),
+    _Spec("AgeMem/Probe-Recall-v0", "agemem_gym.envs.probe:ProbeRecallEnv", {}),
+    _Spec("AgeMem/MemoryProbe-v0", "agemem_gym.envs.memory_probe:MemoryProbeEnv", {"num_distractors": 2}),
+    _Spec("AgeMem/BabyAI-v0", "agemem_gym.envs.babyai:BabyAIEnv", {}),
+    _Spec("AgeMem/BabyAI-GoToLocal-v0", "agemem_gym.envs.babyai:BabyAIEnv", {"level": "GoToLocal"}),
+    _Spec("AgeMem/BabyAI-PickupLoc-v0", "agemem_gym.envs.babyai:BabyAIEnv", {"level": "PickupLoc"}),
+    _Spec("AgeMem/BabyAI-PutNextLocal-v0", "agemem_gym.envs.babyai:BabyAIEnv", {"level": "PutNextLocal"}),
+    _Spec(
+        "AgeMem/BabyAI-BossLevel-v0", "agemem_gym.envs.babyai:BabyAIEnv", {"level": "BossLevel", "max_world_steps": 128}
+    ),
+    _Spec("AgeMem/PDDL-v0", "agemem_gym.envs.pddl:PDDLEnv", {}),
+    _Spec("AgeMem/FactUpdate-v0", "agemem_gym.envs.synthetic:FactUpdateEnv", {}),
+    _Spec("AgeMem/LongRecall-v0", "agemem_gym.envs.synthetic:LongRecallEnv", {}),
+    _Spec("AgeMem/LoCoMo-v0", "agemem_gym.envs.locomo:LoCoMoEnv", {}),
+    _Spec("AgeMem/SciWorld-v0", "agemem_gym.envs.sciworld:SciWorldEnv", {}),
+    _Spec("AgeMem/ALFWorld-v0", "agemem_gym.envs.alfworld:ALFWorldEnv", {}),
 )
 
 

@@ -10,8 +10,10 @@ has just arrived; later rounds see the results of their own calls. All answer wi
 * ``rag``: stores Stage-1 messages sentence by sentence and retrieves with the newest
   message on every turn (the paper's AgeMem-RAG shape: automatic top-k retrieval, no
   context tools).
-* ``oracle``: reads ``info["privileged"]``; stores exactly the gold facts, filters each
-  distractor, retrieves and answers with the gold answer (the env's upper bound).
+* ``oracle``: reads ``info["privileged"]``; stores exactly the gold facts (and keeps them
+  current with ``Update_memory`` / ``Delete_memory`` when the env lists ``revisions``),
+  filters each distractor, retrieves and answers with the gold answer (the env's upper
+  bound).
 
 In interactive tasks (``info["world_steps"]`` present) Stage 3 is a world: ``no-memory``
 picks a seeded random valid action; ``store-all`` and ``rag`` first retrieve with the goal
@@ -42,17 +44,21 @@ def _visible_text(observation: Observation) -> list[str]:
     return [m["content"] for m in observation if m["role"] in ("user", "tool")]
 
 
+# one retrieved item: "- <content, possibly several lines> (Memory ID: mem_...)"
+_RETRIEVED_ITEM = re.compile(r"^- (.*?) \(Memory ID: (mem_\w+)\)$", re.S | re.M)
+
+
 def _retrieved(observation: Observation) -> list[str]:
     """Memory contents shown by retrievals since the policy's last turn."""
     out = []
     for m in messages_since_last_turn(observation):
         if m["role"] == "tool" and m["content"].startswith("[retrieved memories]"):
-            for line in m["content"].splitlines()[1:]:
-                if line.startswith("- "):
-                    out.append(line[2:].rsplit(" (Memory ID:", 1)[0])
+            body = m["content"].split("\n", 1)[1] if "\n" in m["content"] else ""
+            out += [found.group(1) for found in _RETRIEVED_ITEM.finditer(body)]
     return out
 
 
+_ADDED = re.compile(r"memory_added: (mem_\w+)")
 _PLAN_SPLIT = re.compile(r"[;\n]|\bthen\b|(?<=[.!?])\s")
 
 
@@ -183,10 +189,46 @@ class RAGPolicy(_Scripted):
 
 
 class OraclePolicy(_Scripted):
-    """Stores the gold facts, filters distractors, retrieves and answers with the gold answer."""
+    """Stores the gold facts, keeps them current, filters distractors, answers with the gold answer.
+
+    Facts are stored as they arrive. When the env lists ``info["privileged"]["revisions"]``
+    (``{"trigger", "old", "new"}``: a message containing ``trigger`` makes the stored sentence
+    ``old`` stale), the oracle rewrites that memory with ``Update_memory`` (or removes it
+    with ``Delete_memory`` when ``new`` is ``None``), using the id ``Add_memory`` returned.
+    """
 
     name = "oracle"
     needs_privileged_info = True
+
+    def __init__(self, top_k: int = 3, seed: int = 0) -> None:
+        super().__init__(top_k=top_k, seed=seed)
+        self._ids: dict[str, str] = {}  # stored content -> memory id
+        self._awaiting: list[str] = []  # contents added by the last turn, ids not read yet
+
+    def reset(self) -> None:
+        """Forget the per-episode plan and memory ids."""
+        super().reset()
+        self._ids, self._awaiting = {}, []
+
+    def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """The next turn."""
+        if int(info.get("step", 0)) == 0:
+            self.reset()
+        self._learn_ids(observation)
+        return super().act(observation, info)
+
+    def _learn_ids(self, observation: Observation) -> None:
+        """Read the ids of the memories the last turn added (results come back in call order)."""
+        if not self._awaiting:
+            return
+        added = [
+            found
+            for m in messages_since_last_turn(observation)
+            if m["role"] == "tool"
+            for found in _ADDED.findall(m["content"])
+        ]
+        self._ids.update(zip(self._awaiting, added))
+        self._awaiting = []
 
     def _privileged(self, info: Mapping[str, Any]) -> Mapping[str, Any]:
         priv = info.get("privileged")
@@ -199,11 +241,39 @@ class OraclePolicy(_Scripted):
         if stage == 2:
             call = {"name": "Filter_context", "arguments": {"criteria": message}}
             return format_tool_call([call], "This is unrelated to anything stored; drop it.")
-        facts = [f for f in self._privileged(info).get("facts", []) if f and f in message]
-        if not facts:
-            return None
-        calls = [{"name": "Add_memory", "arguments": {"content": f, "memory_type": "knowledge"}} for f in facts]
-        return format_tool_call(calls, "Store the facts that matter.")
+        priv = self._privileged(info)
+        revisions = [r for r in priv.get("revisions", []) if isinstance(r, Mapping)]
+        calls, settled = self._revise(message, revisions)
+        candidates = [*priv.get("facts", []), *(r.get("old") for r in revisions), *(r.get("new") for r in revisions)]
+        fresh = [c for c in dict.fromkeys(candidates) if c and c in message and c not in settled and c not in self._ids]
+        calls += [{"name": "Add_memory", "arguments": {"content": c, "memory_type": "knowledge"}} for c in fresh]
+        self._awaiting = fresh
+        return format_tool_call(calls, "Store what matters; keep it current.") if calls else None
+
+    def _revise(self, message: str, revisions: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Update or delete the stored sentences this message makes stale.
+
+        Returns:
+            The calls, and the sentences already taken care of (rewritten into an existing
+            memory, or stale before they were ever stored).
+        """
+        calls: list[dict[str, Any]] = []
+        settled: set[str] = set()
+        for rev in revisions:
+            old, new = str(rev.get("old") or ""), rev.get("new")
+            if not rev.get("trigger") or str(rev["trigger"]) not in message:
+                continue
+            if old not in self._ids:
+                settled.add(old)  # stated and replaced before it was stored: only the current one matters
+                continue
+            memory_id = self._ids.pop(old)
+            if new:
+                calls.append({"name": "Update_memory", "arguments": {"memory_id": memory_id, "content": str(new)}})
+                self._ids[str(new)] = memory_id
+                settled.add(str(new))
+            else:
+                calls.append({"name": "Delete_memory", "arguments": {"memory_id": memory_id, "confirmation": True}})
+        return calls, settled
 
     def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
         """Play the env's expert action."""

@@ -274,3 +274,13 @@ def test_hf_tokenizer_counts_tokens():
     words = sum(len(tok.pre_tokenizer.pre_tokenize_str(m["content"])) for m in obs)
     assert info["context_tokens"] == words + 4 * len(obs)
     assert np.isfinite(info["prompt_tokens"])
+
+
+def test_configure_between_episodes():
+    env = gym.make("AgeMem/HotpotQA-v0", stage1_mode="single")
+    env.unwrapped.configure(num_distractors=0)
+    env.reset(seed=0)
+    obs, *_, info = env.step(ACK)
+    assert info["stage"] == 3
+    with pytest.raises(UnknownName):
+        env.unwrapped.configure(max_response_tokens=10)

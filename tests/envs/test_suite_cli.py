@@ -1,0 +1,21 @@
+"""`agemem run` on every id of the BabyAI, PDDL, synthetic and LoCoMo families."""
+
+import json
+
+import pytest
+
+from agemem_gym.cli import main
+from tests.envs.utils import TESTABLE_IDS
+
+FAMILY_IDS = [i for i in TESTABLE_IDS if any(k in i for k in ("BabyAI", "PDDL", "FactUpdate", "LongRecall", "LoCoMo"))]
+
+
+@pytest.mark.parametrize("env_id", FAMILY_IDS)
+def test_agemem_run_works_for_every_id(env_id, tmp_path, capsys):
+    out_file = tmp_path / "run.json"
+    args = ["run", env_id, "--policy", "store-all", "--episodes", "2", "--no-progress", "--json", str(out_file)]
+    assert main([*args, "--env-kwargs", '{"num_distractors": 1}']) == 0
+    assert "Episode metrics" in capsys.readouterr().out
+    data = json.loads(out_file.read_text())
+    assert data["summary"]["episodes"] == 2 and data["summary"]["invalid_calls"] == 0.0
+    assert data["summary"]["tool_calls"]["Add_memory"] > 0
