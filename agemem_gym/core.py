@@ -55,6 +55,15 @@ Observation = tuple[dict[str, str], ...]
 _ENV_FIELDS = {f.name for f in dataclasses.fields(EnvConfig)}
 _MEMORY_FIELDS = {f.name for f in dataclasses.fields(MemoryConfig)}
 _OPTIONS = {"task_id", "reset_mask"}
+# fields that do not shape spaces, the system prompt or the context's token accounting
+_RECONFIGURABLE = {
+    "stage1_mode",
+    "num_distractors",
+    "max_rounds",
+    "max_context_tokens",
+    "max_calls_per_turn",
+    "privileged_info",
+}
 _REDUCTION_TOOLS = ("Summary_context", "Filter_context")
 
 
@@ -269,6 +278,19 @@ class MemoryEnv(gym.Env[Observation, str]):
         self.stm.append("tool", message, kind="error", stage=self._stage)
         self._step_invalid += 1
 
+    def configure(self, **overrides: Any) -> None:
+        """Change :class:`EnvConfig` fields between episodes (e.g. a curriculum's distractor count).
+
+        Takes effect at the next ``reset``; memory limits and the reward are fixed at construction.
+
+        Args:
+            **overrides: ``EnvConfig`` fields.
+        """
+        bad = set(overrides) - _RECONFIGURABLE
+        if bad:
+            raise unknown_name("reconfigurable EnvConfig field", sorted(bad)[0], _RECONFIGURABLE)
+        self.config = dataclasses.replace(self.config, **overrides)
+
     def render(self) -> str | None:
         """``ansi``: the full context as a transcript (what the memory looks like is in ``info``)."""
         if self.render_mode != "ansi":
@@ -328,11 +350,21 @@ class MemoryEnv(gym.Env[Observation, str]):
             return self.counter.truncate(rough, limit), True
         return text, False
 
+    @property
+    def last_tool_results(self) -> tuple[ToolResult, ...]:
+        """The results of the last step's tool calls, in call order.
+
+        Kept also when a stage change has already cleared them from the context.
+        """
+        return tuple(getattr(self, "_last_results", ()))
+
     def _run_calls(self, parsed: ParsedTurn, turn: Any) -> int:
         invalid = 0
+        self._last_results: list[ToolResult] = []
         for call in parsed.calls:
             self._trace.tool_calls[call.name] += 1
             result = self.executor.run(call, stage=self._stage, step=self._step, turn=turn)
+            self._last_results.append(result)
             self._record(call.name, call.arguments, result)
             kind = "retrieval" if call.name == "Retrieve_memory" else "tool"
             self.stm.append("tool", result.message, kind=kind, stage=self._stage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import agemem_gym  # noqa: F401 - registers the ids
 from agemem_gym.error import InvalidConfig
 from agemem_gym.policies.base import Policy
 from agemem_gym.tools import TOOL_NAMES
+from agemem_gym.wrappers.record import maybe_record
 
 __all__ = ["EpisodeResult", "run_episodes", "summarize", "format_summary"]
 
@@ -73,6 +75,7 @@ def run_episodes(
     env_kwargs: Mapping[str, Any] | None = None,
     progress: bool = False,
     max_steps: int = 10_000,
+    record: str | os.PathLike[str] | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes: episode ``i`` uses task ``i`` of the panel and seed ``seed + i``.
 
@@ -85,6 +88,8 @@ def run_episodes(
             declare ``needs_privileged_info``.
         progress: Show a tqdm progress bar.
         max_steps: Safety cap on steps per episode.
+        record: A folder to write every episode to as JSON Lines
+            (:class:`~agemem_gym.wrappers.record.RecordEpisode`; view with ``agemem view``).
 
     Returns:
         One result per episode, in order.
@@ -94,7 +99,10 @@ def run_episodes(
     kwargs = dict(env_kwargs or {})
     if getattr(policy, "needs_privileged_info", False):
         kwargs["privileged_info"] = True
-    env = gym.make(env_id, **kwargs)
+    if getattr(policy, "tokenizer", None) is not None:
+        kwargs.setdefault("tokenizer", policy.tokenizer)  # budgets in the model's own tokens
+    policy_name = getattr(policy, "name", type(policy).__name__)
+    env = maybe_record(gym.make(env_id, **kwargs), record, metadata={"policy": policy_name})
     try:
         n_tasks = len(env.unwrapped.task_ids)  # type: ignore[attr-defined]
         results = []

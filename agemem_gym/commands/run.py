@@ -17,11 +17,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
     parser.add_argument("--policy-kwargs", type=json_object, default={}, help="JSON object for the policy")
+    parser.add_argument("--model", default=None, help="for --policy hf: smollm2, tiny or a local model folder")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
     parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--record", metavar="DIR", default=None, help="write each episode as JSON Lines into DIR (see agemem view)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,7 +33,10 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym import policies
     from agemem_gym.evaluation import format_summary, run_episodes, summarize
 
-    policy = policies.make(args.policy, **args.policy_kwargs)
+    policy_kwargs = dict(args.policy_kwargs)
+    if args.model is not None:
+        policy_kwargs["model"] = args.model
+    policy = policies.make(args.policy, **policy_kwargs)
     results = run_episodes(
         args.env_id,
         policy,
@@ -37,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         env_kwargs=args.env_kwargs,
         progress=not args.no_progress,
+        record=args.record,
     )
     summary = summarize(results)
     print(f"## {args.env_id} — policy {args.policy}, {args.episodes} episodes, seed {args.seed}\n")
@@ -54,4 +62,6 @@ def main(args: argparse.Namespace) -> int:
         }
         path.write_text(json.dumps(payload, indent=2))
         print(f"wrote {path}")
+    if args.record:
+        print(f"recorded {args.episodes} episodes in {args.record}; view them with: agemem view {args.record}")
     return 0

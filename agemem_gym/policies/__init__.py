@@ -37,6 +37,7 @@ POLICIES: dict[str, str] = {
     "store-all": "agemem_gym.policies.scripted:StoreAllPolicy",
     "rag": "agemem_gym.policies.scripted:RAGPolicy",
     "oracle": "agemem_gym.policies.scripted:OraclePolicy",
+    "hf": "agemem_gym.adapters.llm_policy:make_hf_policy",
 }
 
 

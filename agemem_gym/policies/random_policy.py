@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from agemem_gym.policies.base import BasePolicy, Observation
-from agemem_gym.tools import TOOL_NAMES, format_answer, format_tool_call
+from agemem_gym.tools import TOOL_NAMES, format_action, format_answer, format_tool_call
 
 __all__ = ["RandomPolicy"]
 
@@ -77,7 +77,12 @@ class RandomPolicy(BasePolicy):
         return options[int(self.rng.integers(len(options)))]()
 
     def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
-        """A random turn."""
+        """A random turn (in a world, half the time an action: mostly valid, sometimes made up)."""
+        actions = list(info.get("valid_actions") or [])
+        if actions and self.rng.random() < 0.5:
+            if self.rng.random() < 0.8:
+                return format_action(str(actions[int(self.rng.integers(len(actions)))]), "random")
+            return format_action(self._text(3), "random")
         u = self.rng.random()
         if u < self.p_answer:
             return format_answer(self._text(), "random")

@@ -1,0 +1,227 @@
+"""Grammar-constrained turns: small models produce only well-formed memory tool calls.
+
+:class:`TurnGrammar` compiles the turn grammar with llguidance (a Lark grammar with an
+inline JSON schema built from the six tool schemas)::
+
+    <think> free text </think>
+    then <tool_call> [1-4 calls: names, argument names and types, required keys] </tool_call>
+      or <answer> free text </answer>
+      or <action> one of the valid actions </action>      (when the env lists them)
+
+:class:`GrammarLogitsProcessor` masks the logits during ``generate`` (one processor per
+call; rows may use different grammars, e.g. different valid actions). Training stays
+exact: the sampling distribution is ``softmax(mask(logits) / T)``, the mask depends only
+on the token prefix, so :meth:`TurnGrammar.masks` replays a sampled turn through a fresh
+matcher and the trainer applies the same masks to the policy *and* the reference logits.
+At zero update the ratio is then exactly 1 (the tests check it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from agemem_gym.error import InvalidConfig, missing_dependency
+from agemem_gym.tools import TOOL_SCHEMAS
+
+__all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema"]
+
+_MAX_LISTED_ACTIONS = 4000
+
+
+def _llguidance() -> Any:
+    try:
+        import llguidance
+        import llguidance.hf  # noqa: F401
+    except ImportError as exc:
+        raise missing_dependency("llguidance", "train") from exc
+    return llguidance
+
+
+def _argument_schema(kind: str, max_chars: int, max_top_k: int) -> dict[str, Any]:
+    if kind == "string":
+        return {"type": "string", "minLength": 1, "maxLength": max_chars}
+    if kind == "integer":
+        return {"type": "integer", "minimum": 1, "maximum": max_top_k}
+    if kind == "boolean":
+        return {"type": "boolean"}
+    # metadata / metadata_filter: a few short string tags
+    return {"type": "object", "additionalProperties": {"type": "string", "maxLength": 60}, "maxProperties": 4}
+
+
+def calls_schema(max_calls: int = 4, max_string_chars: int = 300, max_top_k: int = 20) -> dict[str, Any]:
+    """JSON schema of the ``<tool_call>`` array, derived from :data:`agemem_gym.tools.TOOL_SCHEMAS`."""
+    variants = []
+    for tool in TOOL_SCHEMAS:
+        fn = tool["function"]
+        props = {
+            k: _argument_schema(v["type"], max_string_chars, max_top_k)
+            for k, v in fn["parameters"]["properties"].items()
+        }
+        args = {
+            "type": "object",
+            "properties": props,
+            "required": list(fn["parameters"]["required"]),
+            "additionalProperties": False,
+        }
+        variants.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": fn["name"]}, "arguments": args},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": max_calls,
+        "items": {"anyOf": variants},
+        # json.dumps layout: no free whitespace for a small model to wander into
+        "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
+    }
+
+
+def turn_lark(
+    valid_actions: Sequence[str] | None = None,
+    *,
+    max_calls: int = 4,
+    max_think_chars: int = 400,
+    max_text_chars: int = 300,
+    max_string_chars: int = 300,
+    max_top_k: int = 20,
+) -> str:
+    """The Lark grammar of one turn.
+
+    Args:
+        valid_actions: When given (interactive Stage 3), ``<action>`` is allowed and limited
+            to these strings (a list longer than 4,000 falls back to free text).
+        max_calls: Most tool calls per turn.
+        max_think_chars: Longest ``<think>`` text.
+        max_text_chars: Longest ``<answer>`` / free ``<action>`` text.
+        max_string_chars: Longest string argument.
+        max_top_k: Largest ``top_k``.
+
+    Returns:
+        Grammar text for ``llguidance.LLMatcher.grammar_from_lark``.
+    """
+    schema = json.dumps(calls_schema(max_calls, max_string_chars, max_top_k))
+    # [^<] keeps tags and special tokens (<|im_end|> ...) out of free text
+    lines = [
+        'start: "<think>" THINK "</think>" (tool | answer' + (" | action" if valid_actions is not None else "") + ")",
+        f"THINK: /[^<]{{0,{max_think_chars}}}/",
+        f'tool: "<tool_call>" %json {schema} "</tool_call>"',
+        'answer: "<answer>" TEXT "</answer>"',
+        f"TEXT: /[^<]{{1,{max_text_chars}}}/",
+    ]
+    if valid_actions is not None:
+        acts = [a for a in dict.fromkeys(valid_actions) if a]
+        if acts and len(acts) <= _MAX_LISTED_ACTIONS:
+            lines.append('action: "<action>" (' + " | ".join(json.dumps(a) for a in acts) + ') "</action>"')
+        else:
+            lines.append('action: "<action>" TEXT "</action>"')
+    return "\n".join(lines) + "\n"
+
+
+class TurnGrammar:
+    """Compiled turn grammars for one tokenizer (build once; llguidance's tokenizer takes ~1.5 s).
+
+    Args:
+        tokenizer: The policy's Hugging Face tokenizer.
+        vocab_size: Width of the model's logits (may exceed ``len(tokenizer)``).
+        **limits: :func:`turn_lark` limits (``max_calls``, ``max_think_chars`` ...).
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None, **limits: Any) -> None:
+        llg = _llguidance()
+        self.vocab_size = int(vocab_size or len(tokenizer))
+        self.eos_id = tokenizer.eos_token_id
+        self.limits = limits
+        self.lltok = llg.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
+        self._bits = torch.arange(32, dtype=torch.int32)
+
+    def text(self, valid_actions: Sequence[str] | None = None) -> str:
+        """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given)."""
+        return turn_lark(valid_actions, **self.limits)
+
+    def _grammar(self, text: str) -> Any:
+        if text not in self._compiled:
+            llg = _llguidance()
+            grammar = llg.LLMatcher.grammar_from_lark(text)
+            is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, self.lltok)
+            if is_error:
+                raise InvalidConfig(f"invalid turn grammar: {messages[0] if messages else 'unknown error'}")
+            self._compiled[text] = grammar
+            if len(self._compiled) > 256:  # valid-action lists change every step in worlds
+                self._compiled.popitem(last=False)
+        self._compiled.move_to_end(text)
+        return self._compiled[text]
+
+    def matcher(self, text: str) -> Any:
+        """A fresh matcher at the start of a turn."""
+        return _llguidance().LLMatcher(self.lltok, self._grammar(text))
+
+    def allowed(self, matcher: Any) -> torch.Tensor:
+        """``(V,)`` bool: the tokens the grammar allows next."""
+        words = torch.frombuffer(bytearray(matcher.compute_bitmask()), dtype=torch.int32)
+        return ((words[:, None] >> self._bits) & 1).flatten()[: self.vocab_size].bool()
+
+    def masks(self, text: str, tokens: Sequence[int]) -> torch.Tensor:
+        """``(len(tokens), V)`` bool: row ``t`` holds the tokens allowed before token ``t``.
+
+        Replays a sampled turn through a fresh matcher; a token the grammar rejects raises.
+        """
+        matcher, rows = self.matcher(text), []
+        for t in tokens:
+            rows.append(self.allowed(matcher))
+            if not matcher.consume_token(int(t)):
+                raise ValueError(f"token {t} is not allowed by the turn grammar: {matcher.get_error()}")
+        if not rows:
+            return torch.zeros((0, self.vocab_size), dtype=torch.bool)
+        return torch.stack(rows)
+
+
+class GrammarLogitsProcessor:
+    """A ``transformers`` logits processor that keeps each row of a batch inside its grammar.
+
+    Args:
+        grammar: The compiled grammars.
+        texts: One grammar text per batch row.
+    """
+
+    def __init__(self, grammar: TurnGrammar, texts: Sequence[str]) -> None:
+        self.grammar = grammar
+        self.texts = list(texts)
+        self.matchers: list[Any] | None = None
+        self.done: list[bool] = []
+        self.mask_seconds = 0.0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Mask ``scores`` (``(B, V)``) to the tokens each row's grammar allows."""
+        import time
+
+        start = time.perf_counter()
+        if self.matchers is None:
+            self.matchers = [self.grammar.matcher(t) for t in self.texts]
+            self.done = [False] * len(self.texts)
+        else:
+            for i, token in enumerate(input_ids[:, -1].tolist()):
+                if self.done[i]:
+                    continue
+                m = self.matchers[i]
+                if token == self.grammar.eos_id or not m.consume_token(token) or m.is_stopped():
+                    self.done[i] = True  # finished (or padded) rows are left unmasked
+        allowed = torch.ones(scores.shape, dtype=torch.bool)
+        width = min(scores.shape[1], self.grammar.vocab_size)
+        for i, m in enumerate(self.matchers):
+            if not self.done[i]:
+                row = torch.zeros(scores.shape[1], dtype=torch.bool)
+                row[:width] = self.grammar.allowed(m)[:width]
+                allowed[i] = row
+        self.mask_seconds += time.perf_counter() - start
+        return scores.masked_fill(~allowed.to(scores.device), float("-inf"))

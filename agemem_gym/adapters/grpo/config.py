@@ -1,0 +1,240 @@
+"""``GRPOConfig``: every knob of the step-wise GRPO trainer, with the ``paper`` and ``cpu-smoke`` presets.
+
+Presets:
+
+* ``paper``: the paper's and the released code's recipe — K = 8 rollouts per task, 16 tasks
+  per step, β = 0.1, PPO clip 0.2, LoRA r = 32 / α = 32, lr 1e-5, temperature 0.6, 8,192
+  context / 2,048 response tokens, 100 steps, SmolLM2-135M-Instruct offline by default
+  (pass ``model=`` for Qwen2.5-7B-Instruct or another local folder).
+* ``small-model``: SmolLM2-135M-Instruct with grammar-constrained turns (a 135M model
+  otherwise answers in prose and never produces a tool call), LoRA, short episodes.
+* ``cpu-smoke``: a tiny random Llama over a ~60-token word-level tokenizer on
+  ``AgeMem/Probe-Recall-v0``; finishes in a few minutes on 2 CPU cores, exercises every part
+  (rollouts, packing, KL, checkpoints, logs, plot) and its reward visibly rises.
+
+A TOML file may start from a preset (``preset = "paper"``) and override fields; env
+kwargs go in an ``[env_kwargs]`` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from agemem_gym.error import InvalidConfig, unknown_name
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["GRPOConfig", "PRESETS", "load_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+    """Step-wise GRPO settings (see the module docstring for the presets)."""
+
+    model: str = "smollm2"
+    """``"smollm2"``, ``"tiny"`` or a local Hugging Face folder."""
+    env_id: str = "AgeMem/HotpotQA-v0"
+    """Environment to train on."""
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Passed to ``gym.make`` (the tokenizer is added so token budgets are exact)."""
+    tasks_per_step: int = 16
+    """B: tasks (groups) per training step, summed over processes."""
+    group_size: int = 8
+    """K: rollouts per task."""
+    temperature: float = 0.6
+    """Rollout sampling temperature; log-probs are computed at the same temperature."""
+    max_new_tokens: int = 2048
+    """Longest generated turn."""
+    constrained: bool = False
+    """Sample turns under the turn grammar (llguidance); the loss uses the same masks."""
+    generation_batch_size: int = 16
+    """Turns generated per ``generate`` call."""
+    async_envs: bool = False
+    """Step the rollout envs in subprocesses (``AsyncVectorEnv``; worth it for engine-backed tasks)."""
+    num_steps: int = 100
+    """Training steps (collect → advantages → update)."""
+    learning_rate: float = 1e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    update_epochs: int = 1
+    """μ: passes over each step's samples."""
+    minibatches: int = 1
+    """Optimizer steps per epoch (the samples are split evenly)."""
+    row_tokens: int = 10240
+    """Capacity of a packed training row (raised to the longest sample when needed). Packing
+    saves padding but attention inside a row costs O(row²): rows about one long sample in
+    size are the sweet spot (the paper's 8,192 + 2,048)."""
+    rows_per_micro_batch: int = 1
+    """Packed rows per forward pass."""
+    clip: float | None = 0.2
+    """PPO clip ε (``None``: the paper's unclipped ratio)."""
+    clip_high: float | None = None
+    """Upper clip when it differs from ``clip``."""
+    kl_beta: float = 0.1
+    """β of the KL penalty to the frozen reference policy (0 turns it off)."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    """KL estimator."""
+    loss_aggregation: Literal["token-mean", "sequence-mean"] = "token-mean"
+    """How per-token losses are averaged."""
+    adv_eps: float = 1e-6
+    """ε of the group-advantage denominator."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 turns it off)."""
+    lora_rank: int = 32
+    """LoRA rank (0: full fine-tuning)."""
+    lora_alpha: int = 32
+    """LoRA α."""
+    stage2_warmup_steps: int = 0
+    """Curriculum: Stage 2 off for the first N steps."""
+    distractor_ramp_steps: int = 0
+    """Curriculum: then ramp the distractor count from 1 to the env's value over N steps."""
+    seed: int = 0
+    """Seeds model init (tiny), task sampling, rollouts and shuffling."""
+    output_dir: str = "runs/grpo"
+    """Logs, checkpoints and the plot go here."""
+    save_every: int = 20
+    """Checkpoint every N steps (and at the end)."""
+    resume: bool = True
+    """Continue from the newest checkpoint in ``output_dir``."""
+    tensorboard: bool = True
+    """Write TensorBoard events next to the CSV log."""
+    record_dir: str | None = None
+    """Record rollout episodes (JSON Lines, ``agemem view``) into this folder."""
+    record_every: int = 10
+    """Record the rollouts of every N-th step."""
+    torch_threads: int = 0
+    """CPU threads for torch (0: torch's default). 1 is much faster on a machine whose cores are
+    busy with other work: oversubscribed OpenMP threads can slow each op down 10-20x."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "tasks_per_step",
+            "group_size",
+            "max_new_tokens",
+            "generation_batch_size",
+            "num_steps",
+            "update_epochs",
+            "minibatches",
+            "row_tokens",
+            "rows_per_micro_batch",
+            "save_every",
+        )
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise InvalidConfig(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise InvalidConfig("group_size must be >= 2: GRPO normalises rewards within a group")
+        if self.temperature <= 0:
+            raise InvalidConfig(f"temperature must be > 0, got {self.temperature}")
+        if self.clip is not None and not 0 < self.clip < 1:
+            raise InvalidConfig(f"clip must be in (0, 1) or None, got {self.clip}")
+        if self.kl_beta < 0 or self.learning_rate <= 0:
+            raise InvalidConfig("kl_beta must be >= 0 and learning_rate > 0")
+        if self.kl_estimator not in ("k1", "k2", "k3"):
+            raise InvalidConfig(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
+        if self.loss_aggregation not in ("token-mean", "sequence-mean"):
+            raise InvalidConfig(f"loss_aggregation must be token-mean or sequence-mean, got {self.loss_aggregation!r}")
+        if self.lora_rank < 0:
+            raise InvalidConfig(f"lora_rank must be >= 0, got {self.lora_rank}")
+
+    def replace(self, **changes: Any) -> GRPOConfig:
+        """A copy with ``changes`` (validated)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        for name in changes:
+            if name not in fields:
+                raise unknown_name("GRPOConfig field", name, fields)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of every field."""
+        data = dataclasses.asdict(self)
+        data["env_kwargs"] = dict(self.env_kwargs)
+        return data
+
+
+def _paper() -> GRPOConfig:
+    return GRPOConfig()
+
+
+def _cpu_smoke() -> GRPOConfig:
+    return GRPOConfig(
+        model="tiny-vocab",
+        env_id="AgeMem/Probe-Recall-v0",
+        env_kwargs={"num_tasks": 2, "max_rounds": 3, "tools_in_system_prompt": False},
+        tasks_per_step=2,
+        group_size=8,
+        temperature=1.0,
+        max_new_tokens=16,
+        generation_batch_size=16,
+        num_steps=12,
+        learning_rate=3e-3,
+        row_tokens=512,
+        rows_per_micro_batch=4,
+        lora_rank=0,
+        kl_beta=0.01,
+        output_dir="runs/cpu-smoke",
+        save_every=6,
+        torch_threads=1,
+    )
+
+
+def _small_model() -> GRPOConfig:
+    return GRPOConfig(
+        model="smollm2",
+        env_kwargs={"num_distractors": 2, "max_rounds": 3},
+        tasks_per_step=4,
+        group_size=4,
+        temperature=0.8,
+        max_new_tokens=256,
+        generation_batch_size=16,
+        constrained=True,
+        num_steps=50,
+        learning_rate=5e-5,
+        lora_rank=16,
+        lora_alpha=32,
+        kl_beta=0.05,
+        row_tokens=4096,
+        output_dir="runs/small-model",
+        save_every=10,
+    )
+
+
+PRESETS = {"paper": _paper, "cpu-smoke": _cpu_smoke, "small-model": _small_model}
+
+
+def load_config(spec: str | Path, **overrides: Any) -> GRPOConfig:
+    """A preset name or a TOML file, with overrides.
+
+    Args:
+        spec: ``"paper"``, ``"cpu-smoke"`` or a path to a ``.toml`` file (optionally with
+            ``preset = "..."`` to start from).
+        **overrides: Fields to change (``None`` values are ignored).
+
+    Returns:
+        The config.
+    """
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    name = str(spec)
+    if name in PRESETS:
+        return PRESETS[name]().replace(**changes)
+    path = Path(spec)
+    if not path.is_file():
+        raise unknown_name("training config (preset or TOML file)", name, PRESETS)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"{path}: invalid TOML ({exc})") from exc
+    preset = data.pop("preset", "paper")
+    if preset not in PRESETS:
+        raise unknown_name("preset", str(preset), PRESETS)
+    base = PRESETS[preset]()
+    if "env_kwargs" in data:
+        data["env_kwargs"] = {**base.env_kwargs, **data["env_kwargs"]}
+    return base.replace(**data).replace(**changes)

@@ -1,0 +1,65 @@
+"""The few collective operations the trainer needs, through ``torch.distributed`` (set up by accelerate).
+
+Gradients are summed explicitly once per optimizer step instead of through DDP's
+per-backward hooks: ranks collect different numbers of turns, so they run different
+numbers of forward/backward passes, which DDP does not allow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["world", "all_sum", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside a distributed run."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_sum(value: float) -> float:
+    """The sum of ``value`` over ranks."""
+    if world()[1] == 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def all_gather_objects(items: list[Any]) -> list[Any]:
+    """Concatenate a picklable list from every rank (rank order)."""
+    if world()[1] == 1:
+        return list(items)
+    gathered: list[list[Any]] = [[] for _ in range(world()[1])]
+    dist.all_gather_object(gathered, list(items))
+    return [x for part in gathered for x in part]
+
+
+def sync_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Sum gradients over ranks (each rank already divided its loss by the global token count)."""
+    if world()[1] == 1:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p))
+        offset += n
+
+
+def broadcast_parameters(params: list[torch.nn.Parameter]) -> None:
+    """Make every rank start from rank 0's weights."""
+    if world()[1] == 1:
+        return
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=0)

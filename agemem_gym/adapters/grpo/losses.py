@@ -1,0 +1,153 @@
+"""Step-wise GRPO losses as short pure functions (shapes in the comments).
+
+Notation: ``N`` trajectories in ``G`` groups of ``K`` (the rollouts of one task), ``S``
+step samples (every turn of every trajectory), ``T`` response tokens per sample (padded),
+``mask`` is 1 on generated tokens.
+
+The paper's objective (Eqs. 5–6): ``A = (r − mean_group) / (std_group + eps)`` with the
+sample std, the same ``A`` on every step of the trajectory, and
+``J = mean_tokens[ρ·A] − β·KL(π_θ ‖ π_ref)``; ``clip=None`` keeps the paper's unclipped ratio,
+a float gives the PPO-clipped surrogate of the released code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "group_advantages",
+    "broadcast_to_steps",
+    "policy_surrogate",
+    "kl_penalty",
+    "token_mean",
+    "sequence_mean",
+    "masked_entropy",
+]
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """Group-normalised advantages with the sample std (the paper's Eq. 5).
+
+    Args:
+        rewards: ``(N,)`` trajectory rewards, groups contiguous (``N = G * K``).
+        group_size: ``K``.
+        eps: Added to the std.
+
+    Returns:
+        ``(N,)`` advantages; a group whose rewards are all equal gets zeros.
+
+    Example:
+        >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2)
+        tensor([ 0.7071, -0.7071,  0.0000,  0.0000])
+    """
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"expected (G*K,) rewards with K={group_size}, got shape {tuple(rewards.shape)}")
+    grouped = rewards.view(-1, group_size)  # (G, K)
+    mean = grouped.mean(dim=1, keepdim=True)  # (G, 1)
+    std = grouped.std(dim=1, unbiased=True, keepdim=True) if group_size > 1 else torch.zeros_like(mean)
+    return ((grouped - mean) / (std + eps)).view(-1)  # (N,)
+
+
+def broadcast_to_steps(traj_advantages: torch.Tensor, step_traj: torch.Tensor) -> torch.Tensor:
+    """Give every step its trajectory's advantage (all stages alike).
+
+    Args:
+        traj_advantages: ``(N,)``.
+        step_traj: ``(S,)`` long, the trajectory index of each step sample.
+
+    Returns:
+        ``(S,)`` per-step advantages.
+    """
+    return traj_advantages[step_traj]
+
+
+def policy_surrogate(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: float | None = 0.2,
+    clip_high: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token policy loss ``−min(ρA, clip(ρ)A)`` (or ``−ρA`` when ``clip`` is None).
+
+    Args:
+        logp: ``(S, T)`` log-probs under the current policy.
+        old_logp: ``(S, T)`` log-probs under the rollout policy (no grad).
+        advantages: ``(S,)`` per-sample advantages, or ``(S, T)`` per-token ones.
+        clip: Lower (and by default upper) clip range ε; ``None`` for the paper's unclipped ratio.
+        clip_high: Upper clip range when it differs from ``clip``.
+
+    Returns:
+        ``(loss, clipped)``: ``(S, T)`` per-token loss and a ``(S, T)`` bool tensor of tokens
+        whose ratio was clipped.
+    """
+    logratio = logp - old_logp  # (S, T)
+    ratio = torch.exp(logratio)  # (S, T)
+    adv = advantages.unsqueeze(1) if advantages.ndim == 1 else advantages  # (S, 1) or (S, T)
+    pg_loss1 = -adv * ratio  # (S, T)
+    if clip is None:
+        return pg_loss1, torch.zeros_like(pg_loss1, dtype=torch.bool)
+    high = clip if clip_high is None else clip_high
+    pg_loss2 = -adv * torch.clamp(ratio, 1.0 - clip, 1.0 + high)  # (S, T)
+    return torch.maximum(pg_loss1, pg_loss2), pg_loss2 > pg_loss1
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: Literal["k1", "k2", "k3"] = "k3") -> torch.Tensor:
+    """Per-token estimate of ``KL(π_θ ‖ π_ref)`` from samples of π_θ (Schulman's k1/k2/k3).
+
+    Args:
+        logp: ``(S, T)`` log-probs under the current policy.
+        ref_logp: ``(S, T)`` log-probs under the reference policy.
+        estimator: ``k1 = log r``, ``k2 = (log r)² / 2``, ``k3 = (r⁻¹ − 1) + log r`` with
+            ``r = π_θ / π_ref`` (k3 is unbiased and always ≥ 0).
+
+    Returns:
+        ``(S, T)`` per-token KL estimates.
+    """
+    log_r = logp - ref_logp  # (S, T)
+    if estimator == "k1":
+        return log_r
+    if estimator == "k2":
+        return 0.5 * log_r.pow(2)
+    if estimator == "k3":
+        return torch.exp(-log_r) - 1.0 + log_r
+    raise ValueError(f"estimator must be 'k1', 'k2' or 'k3', got {estimator!r}")
+
+
+def token_mean(values: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None) -> torch.Tensor:
+    """Mean over generated tokens (the paper's and the released code's aggregation).
+
+    Args:
+        values: ``(S, T)``.
+        mask: ``(S, T)`` 1 on generated tokens.
+        total_tokens: Normaliser; pass the token count of the whole mini-batch when it is
+            split into micro-batches so their gradients add up to the mini-batch mean.
+
+    Returns:
+        A scalar.
+    """
+    denom = mask.sum() if total_tokens is None else torch.as_tensor(float(total_tokens))
+    return (values * mask).sum() / denom.clamp(min=1.0)
+
+
+def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of each sample's token mean (the original GRPO aggregation)."""
+    per_seq = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (S,)
+    return per_seq.mean()
+
+
+def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token-mean entropy of the policy on generated positions (a diagnostic).
+
+    Args:
+        logits: ``(S, T, V)`` (temperature already applied).
+        mask: ``(S, T)``.
+
+    Returns:
+        A scalar.
+    """
+    logp = logits.log_softmax(-1)  # (S, T, V)
+    ent = -(logp.exp() * logp).sum(-1)  # (S, T)
+    return token_mean(ent, mask)

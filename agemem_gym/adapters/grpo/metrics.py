@@ -1,0 +1,139 @@
+"""Training metrics: stable names, a CSV log, TensorBoard events and the end-of-run plot.
+
+Metric names (CSV columns / TensorBoard tags) are stable across versions:
+``reward/mean``, ``reward/std``, ``reward/<component>`` (task, context, memory, compression,
+preventive, preservation, storage, maintenance, relevance), ``task/score``, ``task/success``,
+``memory/quality``, ``tools/<Tool_name>`` (calls per episode), ``tokens/prompt``,
+``tokens/response``, ``episode/turns``, ``episode/invalid_calls``, ``losses/policy``,
+``losses/kl``, ``losses/clipfrac``, ``losses/entropy``, ``losses/grad_norm``,
+``losses/logprob_mismatch``, ``perf/padding``, ``perf/samples_per_s``, ``perf/tokens_per_s``,
+``perf/rollout_s``, ``perf/update_s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agemem_gym.error import missing_dependency
+from agemem_gym.tools import TOOL_NAMES
+
+__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve"]
+
+_COMPONENTS = (
+    "task",
+    "context",
+    "memory",
+    "compression",
+    "preventive",
+    "preservation",
+    "storage",
+    "maintenance",
+    "relevance",
+)
+
+
+def _mean(values: Sequence[Any]) -> float:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def episode_metrics(rewards: Sequence[float], infos: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Means over episodes of the reward, its components and what the env's final ``info`` reports."""
+    out = {"reward/mean": _mean(rewards), "reward/std": float(np.std(rewards)) if len(rewards) else float("nan")}
+    for c in _COMPONENTS:
+        out[f"reward/{c}"] = _mean([i.get("reward_components", {}).get(c) for i in infos])
+    out["task/score"] = _mean([i.get("task_score") if i.get("task_score") is not None else 0.0 for i in infos])
+    out["task/success"] = _mean([i.get("success", 0.0) for i in infos])
+    out["memory/quality"] = _mean([i.get("memory_quality") for i in infos])
+    for t in TOOL_NAMES:
+        out[f"tools/{t}"] = _mean([i.get("tool_calls", {}).get(t, 0) for i in infos])
+    out["tokens/prompt"] = _mean([i.get("prompt_tokens_mean") for i in infos])
+    out["episode/turns"] = _mean([i.get("turns") for i in infos])
+    out["episode/invalid_calls"] = _mean([i.get("invalid_calls") for i in infos])
+    return out
+
+
+class MetricLogger:
+    """Appends one row per step to ``metrics.csv`` and mirrors it to TensorBoard.
+
+    Args:
+        folder: The run folder.
+        tensorboard: Also write TensorBoard events (needs the ``tensorboard`` package).
+    """
+
+    def __init__(self, folder: str | Path, tensorboard: bool = True) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "metrics.csv"
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:  # tensorboard is part of [train]
+                raise missing_dependency("tensorboard", "train") from exc
+            self._writer = SummaryWriter(str(self.folder / "tensorboard"))
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Write one step's metrics (the CSV is rewritten so columns may differ between steps)."""
+        row = {"step": float(step), **{k: float(v) for k, v in metrics.items()}}
+        rows = [r for r in self.read() if r["step"] < step] + [row]  # a resumed run replaces later rows
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="nan")
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.path)
+        if self._writer is not None:
+            for k, v in metrics.items():
+                if not math.isnan(float(v)):
+                    self._writer.add_scalar(k, float(v), step)
+            self._writer.flush()
+
+    def read(self) -> list[dict[str, float]]:
+        """Every logged row."""
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="") as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    def close(self) -> None:
+        """Close the TensorBoard writer."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+def plot_training_curve(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Reward (± std), task score, memory quality and KL against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    mean = np.array([r.get("reward/mean", np.nan) for r in rows])
+    std = np.array([r.get("reward/std", np.nan) for r in rows])
+    axes[0].plot(steps, mean, label="reward")
+    axes[0].fill_between(steps, mean - std, mean + std, alpha=0.25)
+    axes[0].set_title("trajectory reward")
+    axes[1].plot(steps, [r.get("task/score", np.nan) for r in rows], label="task score")
+    axes[1].plot(steps, [r.get("memory/quality", np.nan) for r in rows], label="memory quality")
+    axes[1].set_title("task score and MQ")
+    axes[1].legend()
+    axes[2].plot(steps, [r.get("losses/kl", np.nan) for r in rows], color="tab:red")
+    axes[2].set_title("KL to reference")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

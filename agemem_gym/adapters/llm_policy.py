@@ -1,0 +1,344 @@
+"""``HFPolicy``: a Hugging Face causal LM that plays memory environments.
+
+It renders each observation (chat messages) with the tokenizer's chat template, generates
+one assistant turn per environment (batched across a vector env), and keeps what training
+needs for every turn: prompt ids, response ids and the per-token log-probabilities under
+the sampling distribution (``logits / temperature``; rollouts sample with plain
+temperature, no top-k/top-p, so that distribution is exactly the one the trainer
+recomputes).
+
+Generation stops at the model's end-of-turn token or right after a closing
+``</tool_call>``, ``</answer>`` or ``</action>`` tag, whichever comes first; the stop
+position is tracked per sequence, so padding after a finished turn never enters the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agemem_gym.error import InvalidConfig, missing_dependency
+from agemem_gym.policies.base import BasePolicy, Observation
+from agemem_gym.tools import tool_schemas
+
+__all__ = ["HFPolicy", "TurnRecord", "DEFAULT_STOPS", "make_hf_policy", "render_prompt"]
+
+DEFAULT_STOPS = ("</tool_call>", "</answer>", "</action>")
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnRecord:
+    """One generated turn with what the trainer needs.
+
+    Attributes:
+        prompt_ids: Token ids of the rendered observation (chat template applied).
+        response_ids: Generated token ids (end-of-turn token included when produced).
+        logprobs: Log-probability of each response token under the sampling distribution.
+        text: The decoded turn.
+        finished: False when the turn hit ``max_new_tokens`` before stopping.
+        grammar: The turn grammar it was sampled under (``None``: unconstrained); the trainer
+            replays it to apply the same masks.
+    """
+
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    text: str
+    finished: bool
+    grammar: str | None = None
+
+
+def render_prompt(tokenizer: Any, observation: Observation, tools: bool | str = "auto") -> str:
+    """Render chat messages with the tokenizer's chat template, generation prompt added.
+
+    Args:
+        tokenizer: A tokenizer with a chat template.
+        observation: The env's observation (chat messages).
+        tools: Pass the six tool schemas as ``tools=``: ``True``, ``False`` or ``"auto"`` (only
+            when the system prompt does not list them already).
+
+    Returns:
+        The prompt text.
+    """
+    messages = [{"role": m["role"], "content": m["content"]} for m in observation]
+    listed = bool(messages) and messages[0]["role"] == "system" and '"name":"Add_memory"' in messages[0]["content"]
+    use_tools = tools is True or (tools == "auto" and not listed)
+    return tokenizer.apply_chat_template(
+        messages, tools=tool_schemas() if use_tools else None, tokenize=False, add_generation_prompt=True
+    )
+
+
+def _torch() -> Any:
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise missing_dependency("torch / transformers", "train") from exc
+    return torch
+
+
+class _StopTracker:
+    """A per-sequence stopping criterion that records where each turn ended."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, batch: int, eos_ids: set[int]) -> None:
+        torch = _torch()
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.prompt_len = prompt_len
+        self.eos_ids = eos_ids
+        self.lengths = [0] * batch  # 0 = not finished yet
+        self.done = torch.zeros(batch, dtype=torch.bool)
+        self.window = 12  # tokens decoded to look for a stop string
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        generated = input_ids.shape[1] - self.prompt_len
+        for i in range(input_ids.shape[0]):
+            if self.lengths[i]:
+                continue
+            last = int(input_ids[i, -1])
+            # only generated tokens: the prompt may end with an earlier turn's closing tag
+            start = max(self.prompt_len, input_ids.shape[1] - self.window)
+            tail = self.tokenizer.decode(input_ids[i, start:].tolist(), skip_special_tokens=False)
+            if last in self.eos_ids or any(s in tail for s in self.stops):
+                self.lengths[i] = generated
+                self.done[i] = True
+        return self.done.to(input_ids.device).clone()
+
+
+class _LogprobRecorder:
+    """Records log p(sampled token) step by step, so ``generate`` need not keep every score.
+
+    It runs after the other processors (the grammar mask included); transformers applies the
+    temperature after custom processors, so the recorder divides by it itself (top-k and
+    top-p are off during rollouts). Memory stays O(batch × vocab) instead of
+    O(batch × steps × vocab).
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self.steps: list[Any] = []
+        self._prev: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._prev is not None:
+            self.steps.append(self._prev.gather(1, input_ids[:, -1:])[:, 0].cpu())
+        self._prev = (scores.float() / self.temperature).log_softmax(-1)
+        return scores
+
+    def logprobs(self, sequences: Any) -> Any:
+        """``(batch, steps)`` log-probs of the generated tokens (call after ``generate``)."""
+        torch = _torch()
+        if self._prev is None:
+            return torch.zeros((sequences.shape[0], 0))
+        last = self._prev.gather(1, sequences[:, -1:])[:, 0].cpu()
+        return torch.stack(self.steps + [last], dim=1)
+
+
+class HFPolicy(BasePolicy):
+    """A transformers causal LM as a policy for memory environments.
+
+    Args:
+        model: A ``transformers`` causal LM.
+        tokenizer: Its tokenizer (with a chat template).
+        max_new_tokens: Longest turn (the paper's response budget is 2,048).
+        temperature: Sampling temperature (the released code trains at 0.6).
+        do_sample: Sample (True) or decode greedily.
+        tools: Pass the six tool schemas to the chat template: ``True``, ``False``, or
+            ``"auto"`` (only when the system prompt does not already list them).
+        stop_strings: Stop right after any of these.
+        batch_size: Most turns generated in one call.
+        seed: Seeds sampling (each call uses ``seed`` plus a call counter).
+        constrained: Constrain every turn to the turn grammar
+            (:mod:`agemem_gym.adapters.constrained`): ``<think>`` then tool calls that match the
+            six schemas, an answer, or one of the valid actions the env lists. Off by default
+            for full-size models (they learn the format); on for small ones.
+        grammar_limits: :func:`~agemem_gym.adapters.constrained.turn_lark` limits.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.6,
+        do_sample: bool = True,
+        tools: bool | str = "auto",
+        stop_strings: Sequence[str] = DEFAULT_STOPS,
+        batch_size: int = 8,
+        seed: int = 0,
+        constrained: bool = False,
+        grammar_limits: Mapping[str, Any] | None = None,
+    ) -> None:
+        _torch()
+        if max_new_tokens < 1 or batch_size < 1:
+            raise InvalidConfig("max_new_tokens and batch_size must be >= 1")
+        if do_sample and temperature <= 0:
+            raise InvalidConfig(f"temperature must be > 0 when sampling, got {temperature}")
+        if tools not in (True, False, "auto"):
+            raise InvalidConfig(f"tools must be True, False or 'auto', got {tools!r}")
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise InvalidConfig("the tokenizer has no chat template; set tokenizer.chat_template first")
+        self.model = model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.do_sample = bool(do_sample)
+        self.tools = tools
+        self.stop_strings = tuple(stop_strings)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._calls = 0
+        self.last_records: list[TurnRecord] = []
+        self.eos_ids = self._eos_ids()
+        self.constrained = bool(constrained)
+        self.grammar: Any = None
+        if self.constrained:
+            from agemem_gym.adapters.constrained import TurnGrammar
+
+            vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
+            self.grammar = TurnGrammar(tokenizer, vocab, **dict(grammar_limits or {}))
+        self.mask_seconds = 0.0  # time spent computing grammar masks (for overhead reports)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "smollm2", **kwargs: Any) -> HFPolicy:
+        """Load ``"smollm2"``, ``"tiny"`` or a local model folder (see :mod:`agemem_gym.adapters.hf_models`)."""
+        from agemem_gym.adapters.hf_models import load_model
+
+        model, tok = load_model(name_or_path)
+        return cls(model, tok, **kwargs)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream (trainers reseed per step so resumed runs replay exactly)."""
+        self.seed, self._calls = int(seed), 0
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids |= set(eos) if isinstance(eos, (list, tuple)) else {eos}
+        return {int(i) for i in ids if i is not None}
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, observation: Observation) -> str:
+        """The prompt text for ``observation`` (chat template, generation prompt added)."""
+        return render_prompt(self.tokenizer, observation, self.tools)
+
+    def encode(self, observation: Observation) -> list[int]:
+        """Prompt token ids for ``observation``."""
+        return self.tokenizer(self.render(observation), add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------ acting
+    def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
+        """Generate one turn."""
+        return self.act_batch([observation], [info])[0]
+
+    def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Generate one turn per observation; the records land in :attr:`last_records`."""
+        self.last_records = self.generate(observations, infos)
+        return [r.text for r in self.last_records]
+
+    def grammar_text(self, info: Mapping[str, Any] | None) -> str | None:
+        """The grammar a turn is sampled under (``None`` when unconstrained)."""
+        if not self.constrained:
+            return None
+        actions = (info or {}).get("valid_actions")
+        return self.grammar.text(list(actions) if actions is not None else None)
+
+    def generate(
+        self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[TurnRecord]:
+        """Generate turns for ``observations`` in chunks of ``batch_size``.
+
+        Args:
+            observations: One chat context per turn.
+            infos: The matching env ``info`` dicts (the constrained grammar reads
+                ``info["valid_actions"]``).
+
+        Returns:
+            One record per observation.
+        """
+        prompts = [self.encode(o) for o in observations]
+        grammars = [self.grammar_text(i) for i in (infos or [None] * len(prompts))]
+        records: list[TurnRecord] = []
+        for start in range(0, len(prompts), self.batch_size):
+            end = start + self.batch_size
+            records += self._generate_chunk(prompts[start:end], grammars[start:end])
+        return records
+
+    def _generate_chunk(self, prompts: list[list[int]], grammars: list[str | None]) -> list[TurnRecord]:
+        torch = _torch()
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: generation continues at the right edge
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+        tracker = _StopTracker(self.tokenizer, self.stop_strings, width, len(prompts), self.eos_ids)
+        sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0, "top_p": 1.0}
+        from transformers import LogitsProcessorList
+
+        processors = LogitsProcessorList()
+        grammar_processor = None
+        if self.constrained:
+            from agemem_gym.adapters.constrained import GrammarLogitsProcessor
+
+            grammar_processor = GrammarLogitsProcessor(self.grammar, grammars)
+            processors.append(grammar_processor)
+        recorder = _LogprobRecorder(self.temperature if self.do_sample else 1.0)
+        processors.append(recorder)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed * 1_000_003 + self._calls)
+            self._calls += 1
+            with torch.no_grad():
+                out = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=pad,
+                    stopping_criteria=[tracker],
+                    return_dict_in_generate=True,
+                    logits_processor=processors,
+                    **(sampling if self.do_sample else {"do_sample": False}),
+                )
+        if grammar_processor is not None:
+            self.mask_seconds += grammar_processor.mask_seconds
+        generated = out.sequences[:, width:].cpu()
+        logps = recorder.logprobs(out.sequences)  # (batch, steps)
+        records = []
+        for i, prompt in enumerate(prompts):
+            n = tracker.lengths[i] or generated.shape[1]
+            resp = generated[i, :n].tolist()
+            lp = logps[i, :n].tolist()
+            text = self.tokenizer.decode([t for t in resp if t not in self.eos_ids], skip_special_tokens=False)
+            records.append(
+                TurnRecord(tuple(prompt), tuple(resp), tuple(lp), text, bool(tracker.lengths[i]), grammars[i])
+            )
+        return records
+
+
+_SMALL_MODELS = ("smollm2", "tiny")  # byte-level tokenizers llguidance can drive
+
+
+def make_hf_policy(model: str = "smollm2", constrained: bool | None = None, **kwargs: Any) -> HFPolicy:
+    """The ``hf`` entry of :func:`agemem_gym.policies.make`.
+
+    Args:
+        model: ``"smollm2"``, ``"tiny"``, ``"tiny-vocab"`` or a local Hugging Face folder.
+        constrained: Grammar-constrained turns; default on for the bundled small models,
+            off for a model folder and for "tiny-vocab" (its word-level tokenizer has no byte
+            decoding for the grammar engine).
+        **kwargs: :class:`HFPolicy` arguments.
+
+    Returns:
+        The policy.
+    """
+    if constrained is None:
+        constrained = model in _SMALL_MODELS
+    return HFPolicy.from_pretrained(model, constrained=constrained, **kwargs)

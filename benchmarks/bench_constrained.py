@@ -1,0 +1,133 @@
+"""SmolLM2-135M-Instruct on HotpotQA with and without grammar-constrained turns.
+
+Plays the same fixed panel of episodes twice (batched, in lockstep) and reports the share
+of well-formed turns, how the turns parse, the mean task score (F1), memory quality, and
+the per-token cost of the grammar masks against the unconstrained run.
+
+    python benchmarks/bench_constrained.py --episodes 8 --json results/bench_constrained.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import numpy as np
+import torch
+from _common import format_table, run_metadata, write_json
+
+from agemem_gym.adapters.grpo.rollout import collect_groups, make_rollout_envs
+from agemem_gym.adapters.llm_policy import HFPolicy
+from agemem_gym.tools import parse_turn
+
+
+def play(policy: HFPolicy, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> dict:
+    envs = make_rollout_envs(env_id, episodes, {"tokenizer": policy.tokenizer, **env_kwargs})
+    policy.reseed(seed)
+    policy.mask_seconds = 0.0
+    t0 = time.perf_counter()
+    batch = collect_groups(envs, policy, list(range(episodes)), group_size=1, seed=seed)
+    seconds = time.perf_counter() - t0
+    envs.close()
+    kinds = collections.Counter()
+    valid = 0
+    for s in batch.samples:
+        text = policy.tokenizer.decode([t for t in s.response_ids if t not in policy.eos_ids])
+        parsed = parse_turn(text)
+        kinds[parsed.kind] += 1
+        valid += parsed.kind != "invalid" and not parsed.errors
+    infos = [t.info for t in batch.trajectories]
+    return {
+        "turns": len(batch.samples),
+        "valid_fraction": valid / max(1, len(batch.samples)),
+        "kinds": dict(kinds),
+        "task_score": float(np.mean([i.get("task_score") or 0.0 for i in infos])),
+        "answered": float(np.mean([i.get("answer") is not None for i in infos])),
+        "memory_quality": float(np.mean([i.get("memory_quality") or 0.0 for i in infos])),
+        "tool_calls": float(np.mean([sum(i.get("tool_calls", {}).values()) for i in infos])),
+        "generated_tokens": batch.generated_tokens,
+        "seconds": seconds,
+        "mask_seconds": policy.mask_seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="AgeMem/HotpotQA-NoDistractors-v0")
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--max-rounds", type=int, default=2)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    env_kwargs = {"stage1_mode": "single", "max_rounds": args.max_rounds}
+    results = {}
+    for constrained in (False, True):
+        policy = HFPolicy.from_pretrained(
+            "smollm2",
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            batch_size=args.episodes,
+            constrained=constrained,
+        )
+        results["constrained" if constrained else "unconstrained"] = play(
+            policy, args.env, env_kwargs, args.episodes, args.seed
+        )
+    rows = []
+    for name, r in results.items():
+        rows.append(
+            [
+                name,
+                r["turns"],
+                r["valid_fraction"],
+                r["kinds"].get("tool_call", 0),
+                r["kinds"].get("answer", 0),
+                r["task_score"],
+                r["answered"],
+                r["memory_quality"],
+                r["tool_calls"],
+                r["generated_tokens"] / r["seconds"],
+                1000 * r["mask_seconds"] / max(1, r["generated_tokens"]),
+            ]
+        )
+    print(
+        f"{args.env}, {args.episodes} episodes (tasks 0..{args.episodes - 1}), SmolLM2-135M-Instruct, "
+        f"T={args.temperature}, max_new_tokens={args.max_new_tokens}"
+    )
+    print(
+        format_table(
+            [
+                "turns",
+                "n",
+                "valid",
+                "tool_call",
+                "answer",
+                "F1",
+                "answered",
+                "MQ",
+                "tool calls/ep",
+                "tok/s",
+                "mask ms/tok",
+            ],
+            rows,
+        )
+    )
+    c, u = results["constrained"], results["unconstrained"]
+    per_token = (c["seconds"] / max(1, c["generated_tokens"])) / (u["seconds"] / max(1, u["generated_tokens"]))
+    print(
+        f"\nwall time per generated token, constrained / unconstrained: {per_token:.2f}x; "
+        f"mask computation {1000 * c['mask_seconds'] / max(1, c['generated_tokens']):.2f} ms per token "
+        f"({100 * c['mask_seconds'] / c['seconds']:.1f}% of the constrained run)"
+    )
+    write_json(
+        args.json, {"meta": run_metadata(), "args": vars(args), "results": results, "time_per_token_ratio": per_token}
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""The GRPO update step: ours (packed rows, token-mean, k3 KL) against TRL's GRPOTrainer loss.
+
+Both get the same model, the same samples (prompt + completion token ids whose lengths
+follow the spread of real multi-turn memory episodes: long, varied prompts, short
+completions), the same precomputed old / reference log-probs, β = 0.1, clip 0.2, and run
+forward + backward + one AdamW step over the whole batch. Generation is not timed (both
+trainers use ``model.generate`` or vLLM for it).
+
+    python benchmarks/bench_trainer.py --model tiny --samples 64 --json results/bench_trainer.json
+    python benchmarks/bench_trainer.py --model smollm2 --device cuda --dtype bfloat16   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+from _common import format_table, run_metadata, write_json
+
+from agemem_gym.adapters.grpo.batching import Sample, pack_samples, padding_fraction
+from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.trainer import _score, _update
+from agemem_gym.adapters.hf_models import load_model
+
+
+def make_samples(n: int, vocab: int, prompt: tuple[int, int], completion: tuple[int, int], seed: int) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        p = int(rng.integers(*prompt))
+        c = int(rng.integers(*completion))
+        s = Sample(rng.integers(10, vocab, p).tolist(), rng.integers(10, vocab, c).tolist(), traj=i)
+        s.advantage = float(rng.normal())
+        out.append(s)
+    return out
+
+
+def time_ours(model, samples, config, pad_id, repeats: int) -> tuple[float, float]:
+    old = _score(model, samples, config, pad_id)
+    for s, o in zip(samples, old):
+        s.old_logprobs, s.ref_logprobs = o, o + 0.01
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    rng = np.random.default_rng(0)
+    _update(model, opt, samples, config, pad_id, rng, _autocast(model))  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        _update(model, opt, samples, config, pad_id, rng, _autocast(model))
+    sync()
+    rows = pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    return (time.perf_counter() - t0) / repeats, padding_fraction(rows, config.rows_per_micro_batch)
+
+
+def _autocast(model):
+    dev = next(model.parameters()).device
+    if dev.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    from contextlib import nullcontext
+
+    return nullcontext
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def trl_inputs(chunk: list[Sample], pad_id: int, device) -> tuple[dict, float]:
+    """TRL's input layout: left-padded prompts, right-padded completions."""
+    P = max(len(s.prompt_ids) for s in chunk)
+    C = max(len(s.response_ids) for s in chunk)
+    B = len(chunk)
+    prompt = torch.full((B, P), pad_id)
+    pmask = torch.zeros((B, P), dtype=torch.long)
+    comp = torch.full((B, C), pad_id)
+    cmask = torch.zeros((B, C), dtype=torch.long)
+    old = torch.zeros((B, C))
+    for i, s in enumerate(chunk):
+        prompt[i, P - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+        pmask[i, P - len(s.prompt_ids) :] = 1
+        comp[i, : len(s.response_ids)] = torch.tensor(s.response_ids)
+        cmask[i, : len(s.response_ids)] = 1
+        old[i, : len(s.response_ids)] = s.old_logprobs
+    inputs = {
+        "prompt_ids": prompt.to(device),
+        "prompt_mask": pmask.to(device),
+        "completion_ids": comp.to(device),
+        "completion_mask": cmask.to(device),
+        "advantages": torch.tensor([s.advantage for s in chunk]).to(device),
+        "old_per_token_logps": old.to(device),
+        "ref_per_token_logps": (old + 0.01).to(device),
+        "num_items_in_batch": cmask.sum().to(device),
+    }
+    used = sum(len(s) for s in chunk)
+    return inputs, 1.0 - used / (B * (P + C))
+
+
+def time_trl(model, tok, samples, batch_size: int, repeats: int) -> tuple[float, float] | None:
+    try:
+        from datasets import Dataset
+        from trl import GRPOConfig as TRLConfig
+        from trl import GRPOTrainer
+    except ImportError:
+        print("trl (and datasets) not installed: skipping TRL (pip install trl)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        # beta=0 at construction: TRL would otherwise rebuild a reference model from a hub id; the
+        # reference log-probs are passed in precomputed, so beta is raised to 0.1 right after
+        args = TRLConfig(
+            output_dir=tmp,
+            per_device_train_batch_size=batch_size,
+            num_generations=2,
+            beta=0.0,
+            epsilon=0.2,
+            loss_type="bnpo",
+            report_to=[],
+            use_cpu=not torch.cuda.is_available(),
+            save_strategy="no",
+            max_completion_length=8,
+            learning_rate=1e-6,
+            bf16=next(model.parameters()).dtype == torch.bfloat16,
+        )
+        ds = Dataset.from_list([{"prompt": "x"}] * 4)
+        trainer = GRPOTrainer(
+            model=model,
+            processing_class=tok,
+            reward_funcs=lambda completions, **k: [0.0] * len(completions),
+            args=args,
+            train_dataset=ds,
+        )
+        trainer.beta = 0.1
+        trainer.current_gradient_accumulation_steps = max(1, len(samples) // batch_size)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+        device = next(model.parameters()).device
+        chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+        prepared = [trl_inputs(c, tok.pad_token_id, device) for c in chunks]
+        padding = float(np.mean([p for _, p in prepared]))
+
+        def step() -> None:
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            for inputs, _ in prepared:
+                trainer._compute_loss(model, inputs).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        step()  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        sync()
+        return (time.perf_counter() - t0) / repeats, padding
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="tiny, smollm2 or a local folder")
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--prompt", type=int, nargs=2, default=[300, 1800], help="prompt length range")
+    parser.add_argument("--completion", type=int, nargs=2, default=[16, 160], help="completion length range")
+    parser.add_argument("--trl-batch", type=int, default=8, help="TRL per-device micro-batch")
+    parser.add_argument("--row-tokens", type=int, default=2048)
+    parser.add_argument("--rows-per-micro-batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    dtype = getattr(torch, args.dtype)
+    model, tok = load_model(args.model, dtype=dtype)
+    model.to(args.device)
+    samples = make_samples(args.samples, len(tok), tuple(args.prompt), tuple(args.completion), seed=0)
+    tokens = sum(len(s) for s in samples)
+    config = GRPOConfig(
+        row_tokens=args.row_tokens, rows_per_micro_batch=args.rows_per_micro_batch, kl_beta=0.1, clip=0.2, lora_rank=0
+    )
+    ours_s, ours_pad = time_ours(model, samples, config, tok.pad_token_id, args.repeats)
+    rows = [["agemem-gym (packed rows)", args.samples / ours_s, tokens / ours_s, ours_pad, ours_s]]
+    payload = {
+        "meta": run_metadata(),
+        "args": vars(args),
+        "tokens": tokens,
+        "ours": {"seconds": ours_s, "padding": ours_pad},
+    }
+    trl = time_trl(model, tok, samples, args.trl_batch, args.repeats)
+    if trl is not None:
+        trl_s, trl_pad = trl
+        rows.append(
+            [f"TRL GRPOTrainer loss (batch {args.trl_batch})", args.samples / trl_s, tokens / trl_s, trl_pad, trl_s]
+        )
+        payload["trl"] = {"seconds": trl_s, "padding": trl_pad}
+        payload["speedup"] = trl_s / ours_s
+    print(f"{args.samples} samples, {tokens} tokens, model {args.model} on {args.device} ({args.dtype})")
+    print(format_table(["update step", "samples/s", "tokens/s", "padding", "seconds"], rows))
+    if trl is not None:
+        print(f"\nspeed-up of ours over TRL: {payload['speedup']:.2f}x")
+    write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("llguidance")
+torch = pytest.importorskip("torch")
+
+import gymnasium as gym  # noqa: E402
+
+import agemem_gym  # noqa: E402,F401
+from agemem_gym.adapters.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
+from agemem_gym.adapters.grpo.batching import Sample, pack_samples, row_logprobs  # noqa: E402
+from agemem_gym.adapters.grpo.config import GRPOConfig  # noqa: E402
+from agemem_gym.adapters.grpo.trainer import _attach_masks, _score  # noqa: E402
+from agemem_gym.adapters.hf_models import load_model  # noqa: E402
+from agemem_gym.adapters.llm_policy import HFPolicy  # noqa: E402
+from agemem_gym.tools import TOOL_NAMES, parse_turn  # noqa: E402
+
+LIMITS = {"max_think_chars": 40, "max_text_chars": 24, "max_string_chars": 24, "max_calls": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = load_model("tiny")  # the SmolLM2 byte-level tokenizer, random tiny weights
+    return model, tok
+
+
+def test_grammar_follows_the_tool_schemas():
+    schema = calls_schema(max_calls=3)
+    names = [v["properties"]["name"]["const"] for v in schema["items"]["anyOf"]]
+    assert names == list(TOOL_NAMES) and schema["maxItems"] == 3
+    delete = schema["items"]["anyOf"][2]["properties"]["arguments"]
+    assert delete["required"] == ["memory_id", "confirmation"] and delete["additionalProperties"] is False
+    assert delete["properties"]["confirmation"] == {"type": "boolean"}
+    text = turn_lark(["go north", 'say "hi"'])
+    assert '"<action>" ("go north" | ' in text and json.dumps('say "hi"') in text
+    assert "action" not in turn_lark(None).split("start:")[1].split("\n")[0]
+
+
+def test_masks_replay_a_valid_turn_and_reject_an_invalid_one(tiny):
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    text = grammar.text()
+    good = '<think>store it</think><tool_call>[{"name": "Add_memory", "arguments": {"content": "Paris"}}]</tool_call>'
+    ids = tok(good, add_special_tokens=False)["input_ids"]
+    masks = grammar.masks(text, ids)
+    assert masks.shape == (len(ids), model.config.vocab_size)
+    assert all(masks[t, tok_id] for t, tok_id in enumerate(ids))
+    assert masks[0].sum() < 50  # "<think>" is forced: few tokens can start it
+    bad = tok('<think>x</think><tool_call>[{"name": "Forget", ', add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="not allowed"):
+        grammar.masks(text, bad)
+
+
+def test_constrained_turns_are_always_well_formed(tiny):
+    model, tok = tiny
+    policy = HFPolicy(model, tok, max_new_tokens=160, temperature=1.0, seed=1, constrained=True, grammar_limits=LIMITS)
+    env = gym.make("AgeMem/Probe-Recall-v0", tokenizer=tok, tools_in_system_prompt=False)
+    obs, info = env.reset(seed=0)
+    records = policy.generate([obs] * 6, [info] * 6)
+    finished = [r for r in records if r.finished]
+    assert len(finished) >= 4
+    for r in finished:
+        parsed = parse_turn(r.text)
+        assert parsed.kind in ("tool_call", "answer") and not parsed.errors, r.text
+    unconstrained = HFPolicy(model, tok, max_new_tokens=40, temperature=1.0, seed=1).generate([obs] * 6)
+    assert all(parse_turn(r.text).kind == "invalid" for r in unconstrained)  # a random model never manages alone
+
+
+def test_actions_are_limited_to_the_valid_ones(tiny):
+    model, tok = tiny
+    policy = HFPolicy(model, tok, max_new_tokens=120, temperature=1.0, seed=4, constrained=True, grammar_limits=LIMITS)
+    obs = ({"role": "user", "content": "Observation: a corridor."},)
+    info = {"valid_actions": ["go north", "go south", "open door"]}
+    kinds = set()
+    for rec in policy.generate([obs] * 8, [info] * 8):
+        parsed = parse_turn(rec.text, allow_action=True)
+        kinds.add(parsed.kind)
+        if parsed.kind == "action":
+            assert parsed.action in info["valid_actions"]
+    assert kinds <= {"tool_call", "answer", "action"}
+
+
+def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one(tiny):
+    model, tok = tiny
+    policy = HFPolicy(model, tok, max_new_tokens=160, temperature=0.7, seed=2, constrained=True, grammar_limits=LIMITS)
+    env = gym.make("AgeMem/Probe-Recall-v0", tokenizer=tok, tools_in_system_prompt=False)
+    obs, info = env.reset(seed=0)
+    records = policy.generate([obs] * 4, [info] * 4)
+    samples = [Sample(r.prompt_ids, r.response_ids, traj=i, grammar=r.grammar) for i, r in enumerate(records)]
+    _attach_masks(samples, policy.grammar)
+    config = GRPOConfig(temperature=0.7, row_tokens=4096, lora_rank=0)
+    old = _score(model, samples, config, tok.pad_token_id)
+    for rec, lp in zip(records, old):
+        assert torch.allclose(lp, torch.tensor(rec.logprobs), atol=1e-4)  # rollout == trainer distribution
+        assert lp.max() <= 0 and (lp > -1e-6).any()  # forced tokens (tags, JSON punctuation) have log-prob 0
+    # the update's forward (train mode, same rows) gives bit-identical log-probs: ratio exactly 1
+    model.train()
+    new, _ = row_logprobs(model, pack_samples(samples, 4096), samples, pad_id=tok.pad_token_id, temperature=0.7)
+    model.eval()
+    for i, lp in enumerate(old):
+        assert torch.equal(torch.exp(new[i].detach() - lp), torch.ones_like(lp))
+    unmasked = [Sample(s.prompt_ids, s.response_ids, traj=s.traj) for s in samples]
+    plain = _score(model, unmasked, config, tok.pad_token_id)
+    assert all((p <= o + 1e-6).all() for p, o in zip(plain, old))  # masking only renormalises upwards
+    assert float(np.mean([(o - p).max() for p, o in zip(plain, old)])) > 1.0
