@@ -1,0 +1,23 @@
+"""``agemem view``: turn episode recordings into one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write an HTML page that steps through recorded episodes (agemem run --record DIR)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agemem view``."""
+    parser.add_argument("files", nargs="+", metavar="FILE", help="recordings (.jsonl) or folders of them")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    parser.add_argument("--title", default=None, help="page title (default: the env id and task)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Read the recordings and write the page."""
+    from agemem_gym.viewer import write_report
+
+    path = write_report(args.files, args.out, title=args.title)
+    print(f"wrote {path} (open it in a browser; it needs no network)")
+    return 0
