@@ -8,4 +8,6 @@ dependencies inside it). Add a command by adding its module to :data:`COMMANDS`.
 COMMANDS: dict[str, str] = {
     "list": "agemem_gym.commands.list_envs",
     "run": "agemem_gym.commands.run",
+    "view": "agemem_gym.commands.view",
+    "train": "agemem_gym.commands.train",
 }
