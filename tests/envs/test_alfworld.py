@@ -17,9 +17,9 @@ from agemem_gym.envs.alfworld import TASK_TYPES, ALFWorldEnv  # noqa: E402
 from agemem_gym.envs.alfworld.games import game_data, game_details, load_sample  # noqa: E402
 from agemem_gym.error import DataFormatError, DataNotFound, DependencyNotInstalled, InvalidConfig  # noqa: E402
 from agemem_gym.policies import make  # noqa: E402
-from agemem_gym.tools import format_action, format_answer  # noqa: E402
+from agemem_gym.tools import format_action  # noqa: E402
+from tests.envs.utils import play, to_stage3  # noqa: E402
 
-ACK = format_answer("ok")
 CLEAN_BOWL = "valid_unseen/pick_clean_then_place_in_recep-Bowl-None-Cabinet-10/trial_T20190909_061130_844814"
 
 
@@ -28,23 +28,6 @@ def env():
     e = ALFWorldEnv(privileged_info=True, num_distractors=1)
     yield e
     e.close()
-
-
-def to_stage3(env, task_id=0, seed=0):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    while info["stage"] < 3:
-        obs, _, _, _, info = env.step(ACK)
-    return obs, info
-
-
-def play(env, policy, task_id, seed=0, limit=200):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    policy.reset()
-    for _ in range(limit):
-        obs, reward, term, trunc, info = env.step(policy.act(obs, info))
-        if term or trunc:
-            return info
-    raise AssertionError("episode did not end")
 
 
 def test_bundled_sample_has_three_games_per_task_type():

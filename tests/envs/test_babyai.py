@@ -22,16 +22,8 @@ from agemem_gym.envs.babyai.text import (  # noqa: E402
 from agemem_gym.error import DependencyNotInstalled, InvalidConfig  # noqa: E402
 from agemem_gym.evaluation import run_episodes, summarize  # noqa: E402
 from agemem_gym.policies import make  # noqa: E402
-from agemem_gym.tools import format_action, format_answer  # noqa: E402
-
-ACK = format_answer("ok")
-
-
-def to_stage3(env, seed=0, task_id=0):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    while info["stage"] < 3:
-        obs, _, _, _, info = env.step(ACK)
-    return obs, info
+from agemem_gym.tools import format_action  # noqa: E402
+from tests.envs.utils import to_stage3  # noqa: E402
 
 
 def test_text_tables_match_minigrid():

@@ -21,15 +21,7 @@ from agemem_gym.evaluation import run_episodes, summarize  # noqa: E402
 from agemem_gym.policies import make  # noqa: E402
 from agemem_gym.tools import format_action as act  # noqa: E402
 from agemem_gym.tools import format_answer, format_tool_call  # noqa: E402
-
-ACK = format_answer("ok")
-
-
-def to_stage3(env, seed=0, task_id=0):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    while info["stage"] < 3:
-        obs, _, _, _, info = env.step(ACK)
-    return obs, info
+from tests.envs.utils import ACK, to_stage3  # noqa: E402
 
 
 def test_goal_before_init_is_reordered_and_action_predicates_are_stripped():

@@ -19,9 +19,8 @@ from agemem_gym.envs.sciworld import DEFAULT_TASKS, SciWorldEnv  # noqa: E402
 from agemem_gym.envs.sciworld.panel import PanelSpec, load_bundled, select_entries  # noqa: E402
 from agemem_gym.error import DependencyNotInstalled, InvalidConfig  # noqa: E402
 from agemem_gym.policies import make  # noqa: E402
-from agemem_gym.tools import format_action, format_answer  # noqa: E402
-
-ACK = format_answer("ok")
+from agemem_gym.tools import format_action  # noqa: E402
+from tests.envs.utils import play, to_stage3  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +28,6 @@ def env():
     e = SciWorldEnv(privileged_info=True, num_distractors=1)
     yield e
     e.close()
-
-
-def to_stage3(env, task_id=0, seed=0):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    while info["stage"] < 3:
-        obs, _, _, _, info = env.step(ACK)
-    return obs, info
-
-
-def play(env, policy, task_id, seed=0, limit=300):
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    policy.reset()
-    for _ in range(limit):
-        obs, reward, term, trunc, info = env.step(policy.act(obs, info))
-        if term or trunc:
-            return info
-    raise AssertionError("episode did not end")
 
 
 def alive(pid):

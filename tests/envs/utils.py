@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import agemem_gym
+from agemem_gym.tools import format_answer
 
 # optional packages each family needs (none for the HotpotQA and synthetic families)
 _REQUIRES: dict[str, tuple[str, ...]] = {
@@ -49,3 +50,26 @@ def rollout(env: gym.Env, actions, seed: int, options=None):
         if step[2] or step[3]:
             break
     return out
+
+
+# an answer that acknowledges a Stage-1/2 message and moves the episode on
+ACK = format_answer("ok")
+
+
+def to_stage3(env: gym.Env, task_id=0, seed: int = 0):
+    """Reset to ``task_id`` and acknowledge every message until Stage 3 (the task) begins."""
+    obs, info = env.reset(seed=seed, options={"task_id": task_id})
+    while info["stage"] < 3:
+        obs, _, _, _, info = env.step(ACK)
+    return obs, info
+
+
+def play(env: gym.Env, policy, task_id, seed: int = 0, limit: int = 300) -> dict:
+    """Play ``policy`` on ``task_id`` to the end of the episode; return the last info."""
+    obs, info = env.reset(seed=seed, options={"task_id": task_id})
+    policy.reset()
+    for _ in range(limit):
+        obs, _, term, trunc, info = env.step(policy.act(obs, info))
+        if term or trunc:
+            return info
+    raise AssertionError("episode did not end")
