@@ -150,9 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"\n## env vs SmolLM2-135M generation, same {len(gen)} turns (prompts {min(prompt_lens)}-"
             f"{max(prompt_lens)} tokens, CPU, 1 thread)\n"
         )
-        print(
-            format_table(["embedder", "turns", "env ms/turn", "generation ms/turn", "env / generation %"], ratio_rows)
-        )
+        headers = ["embedder", "turns", "env ms/turn", "generation ms/turn", "env / generation %"]
+        print(format_table(headers, ratio_rows))
         payload["generation_ms_per_turn"] = [1e3 * t for t in gen]
         payload["prompt_tokens"] = prompt_lens
         payload["ratio_percent"] = {r[0]: r[4] for r in ratio_rows}
