@@ -10,4 +10,5 @@ COMMANDS: dict[str, str] = {
     "run": "agemem_gym.commands.run",
     "view": "agemem_gym.commands.view",
     "train": "agemem_gym.commands.train",
+    "eval": "agemem_gym.commands.eval",
 }

@@ -37,6 +37,10 @@ POLICIES: dict[str, str] = {
     "store-all": "agemem_gym.policies.scripted:StoreAllPolicy",
     "rag": "agemem_gym.policies.scripted:RAGPolicy",
     "oracle": "agemem_gym.policies.scripted:OraclePolicy",
+    "mem0-style": "agemem_gym.policies.baselines.mem0:Mem0Policy",
+    "mem0g-style": "agemem_gym.policies.baselines.mem0:Mem0GraphPolicy",
+    "langmem-style": "agemem_gym.policies.baselines.langmem:LangMemPolicy",
+    "amem-style": "agemem_gym.policies.baselines.amem:AMemPolicy",
     "hf": "agemem_gym.adapters.llm_policy:make_hf_policy",
 }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 __all__ = ["Policy", "BasePolicy", "last_message", "messages_since_last_turn"]
 
 Observation = Sequence[Mapping[str, str]]
@@ -40,6 +42,15 @@ class BasePolicy:
 
     def reset(self) -> None:
         """Called at the start of each episode (stateless policies ignore it)."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart the policy's own random stream (``self.rng``, when it has one) for an episode.
+
+        Panel runners call it with the episode's seed, so an episode's result does not depend
+        on which episodes the same instance played before.
+        """
+        if hasattr(self, "rng"):
+            self.rng = np.random.default_rng(int(seed))
 
 
 def last_message(observation: Observation, role: str) -> str:

@@ -9,7 +9,18 @@ from agemem_gym.tools import parse_turn
 
 
 def test_lookup_and_suggestions():
-    assert policies.names() == ["hf", "no-memory", "oracle", "rag", "random", "store-all"]
+    assert policies.names() == [
+        "amem-style",
+        "hf",
+        "langmem-style",
+        "mem0-style",
+        "mem0g-style",
+        "no-memory",
+        "oracle",
+        "rag",
+        "random",
+        "store-all",
+    ]
     for name in set(policies.names()) - {"hf"}:  # hf loads a model: tests/adapters covers it
         p = policies.make(name)
         assert isinstance(p, Policy) and p.name == name
