@@ -33,7 +33,10 @@ def sentence_matches(sentence: str, fact: str) -> bool:
         ...                  "Sculptor Gutzon Borglum created the sculpture's design of Mount Rushmore.")
         True
     """
-    a, b = _bag(sentence), _bag(fact)
+    return _bags_match(_bag(sentence), _bag(fact))
+
+
+def _bags_match(a: Counter[str], b: Counter[str]) -> bool:
     if not a or not b:
         return False
     overlap = sum((a & b).values())
@@ -44,14 +47,20 @@ def sentence_matches(sentence: str, fact: str) -> bool:
     return f1 >= F1_THRESHOLD or recall >= CONTAINMENT_THRESHOLD
 
 
-def _sentences(texts: Sequence[str]) -> list[str]:
-    return [s for t in texts for s in split_sentences(t) if content_words(s)]
+def _match_table(texts: Sequence[str], facts: Sequence[str]) -> list[list[bool]]:
+    """``table[i][j]``: whether sentence i of ``texts`` states fact j.
+
+    Each sentence and fact is tokenized once (grading used to redo it for every pair).
+    """
+    fact_bags = [_bag(f) for f in facts]
+    sentence_bags = [b for t in texts for b in map(_bag, split_sentences(t)) if b]
+    return [[_bags_match(a, b) for b in fact_bags] for a in sentence_bags]
 
 
 def covered_facts(text: str, facts: Sequence[str]) -> set[int]:
     """Indices of the gold facts some sentence of ``text`` matches."""
-    sents = _sentences([text])
-    return {j for j, f in enumerate(facts) if any(sentence_matches(s, f) for s in sents)}
+    table = _match_table([text], facts)
+    return {j for j in range(len(facts)) if any(row[j] for row in table)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +83,11 @@ def memory_quality(memories: Sequence[str], facts: Sequence[str]) -> FactMatch:
         Precision (stored sentences that state a gold fact), recall (gold facts stated by
         some stored sentence) and their F1; all 0 when nothing is stored.
     """
-    sents = _sentences(memories)
-    if not sents or not facts:
+    hits = _match_table(memories, facts)
+    if not hits or not facts:
         return FactMatch(0.0, 0.0, 0.0)
-    hits = [[sentence_matches(s, f) for f in facts] for s in sents]
-    precision = sum(any(row) for row in hits) / len(sents)
-    recall = sum(any(hits[i][j] for i in range(len(sents))) for j in range(len(facts))) / len(facts)
+    precision = sum(any(row) for row in hits) / len(hits)
+    recall = sum(any(row[j] for row in hits) for j in range(len(facts))) / len(facts)
     f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return FactMatch(precision, recall, f1)
 
