@@ -270,3 +270,38 @@ def test_dataset_files_are_json_only(tmp_path):
     with pytest.raises(DataFormatError, match="not valid JSON"):
         load_locomo(tmp_path / "deep.json")
     assert not os.path.exists(marker)
+
+
+# ------------------------------------------------------------------ world actions the engines cannot take
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("go \udfff north", "lone surrogates"),
+        ("r" * 501, "more than the limit of 500"),
+    ],
+)
+def test_unsendable_world_actions_are_counted_and_never_reach_the_world(action, message):
+    from tests.test_interactive import Corridor
+
+    env = Corridor(plain=True, max_action_chars=500)
+    env.reset(seed=0)
+    obs, _, term, _, info = env.step(f"<think>t</think><action>{action}</action>")
+    assert not term and info["step_invalid_calls"] == 1 and info["world_steps"] == 0
+    assert message in obs[-1]["content"]
+    obs, _, term, _, info = env.step("<think>t</think><action>right</action>")
+    assert info["world_steps"] == 1
+    with pytest.raises(InvalidConfig, match="max_action_chars"):
+        Corridor(max_action_chars=0)
+
+
+@pytest.mark.slow
+def test_sciworld_survives_a_lone_surrogate_action():
+    """Found by the fuzzer: py4j raised UnicodeEncodeError and the env died mid-step."""
+    pytest.importorskip("scienceworld")
+    env = gym.make("AgeMem/SciWorld-v0", plain=True)
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step("<think>t</think><action>open \udfff door</action>")
+    assert info["step_invalid_calls"] == 1 and "lone surrogates" in obs[-1]["content"]
+    obs, _, _, _, info = env.step("<think>t</think><action>look around</action>")
+    assert info["world_steps"] == 1
+    env.close()
