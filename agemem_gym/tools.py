@@ -414,17 +414,34 @@ def _repair_json(text: str) -> list[Any] | None:
     return items or None
 
 
+READ_FACTOR = 4
+"""With a ``max_calls`` limit, only the first ``READ_FACTOR * max_calls`` items of a turn are read."""
+
+
 def _calls_turn(items: list[Any], think: str | None, notes: tuple[str, ...], max_calls: int | None) -> ParsedTurn:
+    """Validate the items of a tool-call turn, within the per-turn bounds.
+
+    With ``max_calls``, the work and the error text of one turn stay bounded however many
+    items it holds: at most ``READ_FACTOR * max_calls`` items are read (room for duplicates and
+    mistakes), at most ``max_calls`` item errors are listed (the rest are summarised in one
+    error) and at most ``max_calls`` valid calls run (one error names the limit).
+    """
     calls: list[ToolCall] = []
     errors: list[str] = []
     seen: set[str] = set()
-    dupes = 0
+    dupes = unlisted = 0
     if not items:
         errors.append(f"[format error] <tool_call> holds no calls; expected {_EXPECTED}.")
-    for i, item in enumerate(items):
+    read = items if max_calls is None else items[: READ_FACTOR * max_calls]
+    for i, item in enumerate(read):
+        if max_calls is not None and len(calls) > max_calls:
+            break  # already over the limit: the rest would not run anyway
         call, err = _validate_call(item, i)
         if err:
-            errors.append(err)
+            if max_calls is not None and len(errors) >= max_calls:
+                unlisted += 1
+            else:
+                errors.append(err)
             continue
         key = json.dumps(call.to_json(), sort_keys=True, default=str)
         if key in seen:
@@ -435,10 +452,12 @@ def _calls_turn(items: list[Any], think: str | None, notes: tuple[str, ...], max
     extra_notes = list(notes)
     if dupes:
         extra_notes.append(f"dropped {dupes} duplicate call(s)")
-    if max_calls is not None and len(calls) > max_calls:
+    if unlisted:
+        errors.append(f"[tool error] {unlisted} more invalid call(s) not listed.")
+    if max_calls is not None and (len(calls) > max_calls or len(items) > len(read)):
         errors.append(
-            f"[tool error] {len(calls)} calls exceed the limit of {max_calls} per turn; "
-            f"only the first {max_calls} were run."
+            f"[tool error] the turn holds {len(items)} calls, more than the limit of {max_calls} per turn; "
+            f"only the first {min(len(calls), max_calls)} valid call(s) were run."
         )
         calls = calls[:max_calls]
     kind: TurnKind = "tool_call" if calls else "invalid"

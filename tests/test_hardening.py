@@ -141,6 +141,22 @@ def test_every_memory_bound_is_a_message_and_a_counted_invalid_call():
         assert len(env.ltm) <= 2
 
 
+def test_a_structured_turn_with_thousands_of_calls_costs_bounded_work_and_text():
+    """20,000 junk calls in one structured action used to be 20,001 counted errors in one message."""
+    env = make(max_calls_per_turn=16)
+    env.reset(seed=0)
+    before = env.stm.tokens
+    obs, info = step_ok(env, [{"name": f"Nope{i}"} for i in range(20_000)])
+    # the turn cut (its text passes max_response_tokens), 16 listed, one summary, one limit error
+    assert info["step_invalid_calls"] == 1 + 16 + 2
+    assert env.stm.tokens - before < 4000
+    errors = [m.content for m in env.stm.messages if m.kind == "error"][-1]
+    assert "more invalid call(s) not listed" in errors and "holds 20000 calls" in errors
+    calls = [{"name": "Add_memory", "arguments": {"content": f"fact {i}"}} for i in range(20_000)]
+    obs, info = step_ok(env, calls)
+    assert len(env.ltm) == 16 and "limit of 16 per turn" in obs[-1]["content"]
+
+
 def test_overlong_turn_is_cut_counted_and_never_tokenized_whole():
     env = make(max_response_tokens=64)
     env.reset(seed=0)
