@@ -683,7 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         with mp.get_context("spawn").Pool(args.workers) as pool:
             runs = [r for rs in pool.map(_job, jobs, chunksize=1) for r in rs]
     else:
-        runs = [r for job in jobs for r in _job(job)]
+        runs = []
+        for job in jobs:
+            runs += _job(job)
+            if args.json:  # progress survives an interrupted run
+                with open(f"{args.json}.partial.jsonl", "a") as fh:
+                    for r in runs[-(2 if args.hypothesis else 1) :]:
+                        fh.write(json.dumps({k: v for k, v in r.items()}, default=str) + "\n")
     wall = time.perf_counter() - t0
 
     rows = [
