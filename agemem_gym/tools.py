@@ -18,7 +18,13 @@ The parser is lenient where the intent is unambiguous and strict where it is not
   span ``"full"`` → ``"all"`` are applied; integers and booleans written as strings are
   converted;
 * a turn that mixes ``<tool_call>``, ``<answer>`` and ``<action>`` is invalid (the grammar
-  says exactly one), as is a turn with none of them.
+  says exactly one), as is a turn with none of them; tags inside ``<think>`` are reasoning,
+  tags before or after it count.
+
+Bounds (each violation is an error message, counted as invalid, never an exception): object
+arguments must be plain JSON nested at most :data:`MAX_ARGUMENT_DEPTH` deep, integers have at
+most 18 digits, and with ``max_calls`` a turn's first ``READ_FACTOR * max_calls`` items are
+read, at most ``max_calls`` item errors listed and at most ``max_calls`` calls run.
 
 Structured actions need no string building: ``{"name": ..., "arguments": {...}}`` or a list
 of those is a tool call; ``{"answer": "..."}`` and ``{"action": "..."}`` are the other kinds.
