@@ -321,3 +321,16 @@ def test_sciworld_survives_a_lone_surrogate_action():
     obs, _, _, _, info = env.step("<think>t</think><action>look around</action>")
     assert info["world_steps"] == 1
     env.close()
+
+
+def test_recorded_episode_files_are_json_only(tmp_path):
+    from agemem_gym.wrappers.episode import read_episode
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.jsonl").write_bytes(pickle.dumps(_Boom(str(marker))))
+    (tmp_path / "big.jsonl").write_text('{"n": ' + "9" * 5000 + "}\n")
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    for name in ("evil.jsonl", "big.jsonl", "deep.jsonl"):
+        with pytest.raises(DataFormatError):
+            read_episode(tmp_path / name)
+    assert not marker.exists()
