@@ -49,3 +49,12 @@ def test_digest_sees_a_change_in_the_trajectory(bench):
     env.unwrapped.configure(max_rounds=1)
     assert det.episode_digest(env, 0, 10)[0] != one
     assert sys.modules["check_determinism"] is det
+
+
+@pytest.mark.slow
+def test_async_vector_run_leaves_no_worker_behind(bench):
+    leaks = bench("bench_engine_leaks")
+    result = leaks.vector_run("AgeMem/HotpotQA-v0", n_envs=3, steps=60, sample_every=20)
+    assert result["leftover_processes"] == 0 and result["after_close"]["processes"] == 0
+    assert all(s["processes"] >= 3 for s in result["samples"])
+    assert result["fd_growth"] <= 0
