@@ -39,6 +39,7 @@ def _canonical(value: Any) -> Any:
 def episode_digest(env: Any, seed: int, max_steps: int) -> tuple[str, int]:
     """SHA-256 of one seeded episode's full trajectory, and its number of steps."""
     from agemem_gym.policies import RandomPolicy
+    from agemem_gym.tools import turn_text
 
     sys.path.insert(0, str(HERE))
     from fuzz_actions import TurnFuzzer
@@ -52,7 +53,12 @@ def episode_digest(env: Any, seed: int, max_steps: int) -> tuple[str, int]:
     for steps in range(1, max_steps + 1):
         if steps % 3 == 0:
             acts = info.get("valid_actions")
-            _, action, _ = fuzzer.turn(env.unwrapped.ltm.ids(), list(acts) if acts else None)
+            while True:
+                _, action, _ = fuzzer.turn(env.unwrapped.ltm.ids(), list(acts) if acts else None)
+                # an action holding an object() differs between processes by itself: its text (which
+                # the env faithfully puts in the context) carries the object's address
+                if " at 0x" not in turn_text(action):
+                    break
         else:
             action = policy.act(obs, info)
         obs, reward, term, trunc, info = env.step(action)
