@@ -671,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # crash records quote the turn, which may hold lone surrogates: never fail on printing them
+    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    meta = run_metadata()  # the revision the run starts from
 
     ids = args.ids or _testable_ids()
     per_id = max(1, args.turns // len(ids))
@@ -719,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"VIOLATION {r['env_id']} [{v.get('family')}] {v.get('violation', v.get('error'))}")
     write_json(
         args.json,
-        {"meta": run_metadata(), "args": vars(args), "wall_s": wall, "turns": total_turns, "runs": runs},
+        {"meta": meta, "args": vars(args), "wall_s": wall, "turns": total_turns, "runs": runs},
     )
     return 1 if crashes or violations else 0
 
