@@ -675,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     meta = run_metadata()  # the revision the run starts from
 
-    ids = args.ids or _testable_ids()
+    testable = _testable_ids()  # also points AgeMem/LoCoMo-v0 at the test fixture (LoCoMo is not bundled)
+    ids = args.ids or testable
     per_id = max(1, args.turns // len(ids))
     budget = args.budget_s * args.workers / len(ids)
     jobs = [(env_id, per_id, args.seed + i, budget, args.hypothesis) for i, env_id in enumerate(ids)]
