@@ -78,7 +78,11 @@ class EnvConfig:
     max_response_tokens: int = 2048
     """Longest agent turn; longer turns are cut (as generation would) and count as invalid."""
     max_calls_per_turn: int = 16
-    """Tool calls executed per turn; the rest are ignored with a message."""
+    """Tool calls executed per turn; the rest are ignored with a message and count as one invalid call."""
+    overflow_notice: bool = True
+    """When the full context first grows past ``max_context_tokens``, append a ``tool`` message
+    telling the agent (what it no longer sees, the overflow penalty, the tools that shrink it).
+    Re-armed once the context fits again."""
     message_overhead: int = 4
     """Tokens charged per message for chat-template markers."""
     tools_in_system_prompt: bool = True

@@ -25,7 +25,6 @@ stays on the current message; every bad input becomes a ``tool`` message, a coun
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -47,7 +46,7 @@ from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import TOOL_NAMES, ParsedTurn, parse_turn, system_prompt
+from agemem_gym.tools import TOOL_NAMES, ParsedTurn, parse_turn, system_prompt, turn_text
 
 __all__ = ["MemoryEnv", "Observation"]
 
@@ -63,6 +62,7 @@ _RECONFIGURABLE = {
     "max_context_tokens",
     "max_calls_per_turn",
     "privileged_info",
+    "overflow_notice",
 }
 _REDUCTION_TOOLS = ("Summary_context", "Filter_context")
 
@@ -118,7 +118,9 @@ class MemoryEnv(gym.Env[Observation, str]):
         self.memory_judge = memory_judge or FactOverlapJudge()
         self.counter: TokenCounter = HFTokenCounter(tokenizer) if tokenizer is not None else ApproxTokenCounter()
         self.distractor_source = distractors or CorpusDistractors()
-        self.ltm = LongTermMemory(self.embedder, backend=self.memory_config.backend)
+        self.ltm = LongTermMemory(
+            self.embedder, backend=self.memory_config.backend, max_entries=self.memory_config.max_entries
+        )
         self.stm = ShortTermMemory(self.counter, message_overhead=self.config.message_overhead)
         self.executor = ToolExecutor(
             self.ltm,
@@ -214,6 +216,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._final: dict[str, Any] = {}
         self._step_invalid = 0
         self._truncated = False
+        self._overflow_noticed = False
         self._advance()
         obs = self._observe()
         return obs, self._info(step_invalid=0)
@@ -336,13 +339,7 @@ class MemoryEnv(gym.Env[Observation, str]):
 
     def _as_text(self, action: Any) -> tuple[str, bool]:
         """The turn as it enters the context, cut to ``max_response_tokens``."""
-        if isinstance(action, str):
-            text = action
-        else:
-            try:
-                text = json.dumps(action, ensure_ascii=False, default=str)
-            except (TypeError, ValueError, RecursionError):
-                text = repr(action)[:10_000]
+        text = turn_text(action)
         limit = self.config.max_response_tokens
         # cheap character pre-cut so a megabyte turn is never tokenized whole
         rough = text[: limit * 16]
@@ -434,7 +431,19 @@ class MemoryEnv(gym.Env[Observation, str]):
                 self.stm.append("tool", text, kind="retrieval", stage=1)
 
     def _observe(self) -> Observation:
-        packed: PackedContext = self.stm.pack(self.config.max_context_tokens)
+        budget = self.config.max_context_tokens
+        over = self.stm.tokens > budget
+        if over and self.config.overflow_notice and not self._overflow_noticed:
+            self.stm.append(
+                "tool",
+                f"[context notice] the context holds {self.stm.tokens} tokens, more than max_context_tokens="
+                f"{budget}: you now see only the pinned, newest and highest-priority messages, and answering "
+                f"while over the budget pays the overflow penalty. Shrink it with Summary_context or Filter_context.",
+                kind="notice",
+                stage=self._stage,
+            )
+        self._overflow_noticed = over  # re-armed once the context fits again
+        packed: PackedContext = self.stm.pack(budget)
         self._packed = packed
         self._prompt_tokens.append(packed.tokens)
         if self.stm.tokens > self.config.max_context_tokens and self._trace.first_overflow_step is None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agemem_gym.config import MemoryConfig
+from agemem_gym.error import InvalidConfig
 from agemem_gym.memory.context_ops import ContextFilter, Summarizer
 from agemem_gym.memory.ltm import LongTermMemory, MemoryItem
 from agemem_gym.memory.stm import Message, ShortTermMemory
@@ -172,15 +173,19 @@ class ToolExecutor:
             return problem
         if memory_type is not None and (not memory_type.strip() or len(memory_type) > 64):
             return _error(name, "memory_type must be a short non-empty string such as 'knowledge'")
+        full = _error(
+            name,
+            f"long-term memory is full ({self.config.max_entries} entries); "
+            f"delete or update memories instead of adding",
+        )
         if len(self.ltm) >= self.config.max_entries:
-            return _error(
-                name,
-                f"long-term memory is full ({self.config.max_entries} entries); "
-                f"delete or update memories instead of adding",
-            )
+            return full
         meta = dict(metadata or {})
         meta.update({"type": memory_type or meta.get("type", "general"), "stage": stage, "step": step})
-        mid = self.ltm.add(content, meta)
+        try:
+            mid = self.ltm.add(content, meta)
+        except InvalidConfig:  # another agent filled a shared memory since the check above
+            return full
         return ToolResult(name, True, f"[memory tool result]\nmemory_added: {mid}", memory_id=mid)
 
     def _update(
@@ -202,7 +207,8 @@ class ToolExecutor:
             return problem
         meta = dict(metadata or {})
         meta["updated_step"] = step
-        self.ltm.update(memory_id, content, meta)
+        if not self.ltm.update(memory_id, content, meta):  # deleted by another agent meanwhile
+            return self._check_id(name, memory_id) or _error(name, f"memory {memory_id} could not be updated")
         return ToolResult(name, True, f"[memory tool result]\nmemory_updated: {memory_id}", memory_id=memory_id)
 
     def _delete(self, *, stage: int, step: int, turn: Message, memory_id: str, confirmation: bool) -> ToolResult:
@@ -212,7 +218,8 @@ class ToolExecutor:
             return problem
         if not confirmation:
             return ToolResult(name, True, "[memory tool result]\nmemory_deletion_cancelled: confirmation_required")
-        self.ltm.delete(memory_id)
+        if not self.ltm.delete(memory_id):  # deleted by another agent meanwhile
+            return self._check_id(name, memory_id) or _error(name, f"memory {memory_id} could not be deleted")
         return ToolResult(name, True, f"[memory tool result]\nmemory_deleted: {memory_id}", memory_id=memory_id)
 
     # -------------------------------------------------------------------- STM tools

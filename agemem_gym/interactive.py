@@ -54,6 +54,11 @@ class InteractiveMemoryEnv(MemoryEnv):
         max_world_steps: Actions allowed in Stage 3 before the episode is truncated.
         show_valid_actions: List the valid actions in each observation (when the world has them).
         max_listed_actions: Longest list of valid actions shown (the rest are summarised).
+        max_action_chars: Optional cap on the ``<action>`` length (``None``: the turn's own cap,
+            ``max_response_tokens``, bounds it). Longer actions, and actions with lone surrogates
+            (text no engine can encode: ScienceWorld's Java bridge raised on them), are answered
+            with a format error and counted as invalid instead of reaching the world. Other odd
+            text (NUL, unknown commands) reaches the world, which answers it as a no-op.
         **kwargs: See :class:`~agemem_gym.core.MemoryEnv`.
     """
 
@@ -66,6 +71,7 @@ class InteractiveMemoryEnv(MemoryEnv):
         max_world_steps: int = 50,
         show_valid_actions: bool = True,
         max_listed_actions: int = 60,
+        max_action_chars: int | None = None,
         **kwargs: Any,
     ) -> None:
         if max_world_steps < 1:
@@ -75,7 +81,10 @@ class InteractiveMemoryEnv(MemoryEnv):
         self.plain = bool(plain)
         self.max_world_steps = int(max_world_steps)
         self.show_valid_actions = bool(show_valid_actions)
+        if max_action_chars is not None and max_action_chars < 1:
+            raise InvalidConfig(f"max_action_chars must be None or >= 1, got {max_action_chars}")
         self.max_listed_actions = int(max_listed_actions)
+        self.max_action_chars = None if max_action_chars is None else int(max_action_chars)
         self._world_steps = 0
         super().__init__(**kwargs)
 
@@ -134,6 +143,10 @@ class InteractiveMemoryEnv(MemoryEnv):
         if not action.strip():
             self._reject("[format error] empty <action>; write one action, e.g. one of the valid actions listed.")
             return False
+        problem = self._action_problem(action.strip())
+        if problem:
+            self._reject(f"[format error] {problem}; write one action, e.g. one of the valid actions listed.")
+            return False
         result = self._world_step(action.strip())
         self._world_steps += 1
         self._round = 0  # the observation is a new incoming message
@@ -146,6 +159,16 @@ class InteractiveMemoryEnv(MemoryEnv):
             self._finish("")
             return True
         return False
+
+    def _action_problem(self, action: str) -> str | None:
+        """Why ``action`` must not reach the world engine, or ``None``."""
+        if self.max_action_chars is not None and len(action) > self.max_action_chars:
+            return f"the <action> has {len(action)} characters, more than the limit of {self.max_action_chars}"
+        try:
+            action.encode("utf-8")
+        except UnicodeEncodeError:
+            return "the <action> contains characters that are not valid Unicode text (lone surrogates)"
+        return None
 
     def _grade(self, task: Task, answer: str) -> dict[str, Any]:
         return self._world_grade()

@@ -18,7 +18,13 @@ The parser is lenient where the intent is unambiguous and strict where it is not
   span ``"full"`` → ``"all"`` are applied; integers and booleans written as strings are
   converted;
 * a turn that mixes ``<tool_call>``, ``<answer>`` and ``<action>`` is invalid (the grammar
-  says exactly one), as is a turn with none of them.
+  says exactly one), as is a turn with none of them; tags inside ``<think>`` are reasoning,
+  tags before or after it count.
+
+Bounds (each violation is an error message, counted as invalid, never an exception): object
+arguments must be plain JSON nested at most :data:`MAX_ARGUMENT_DEPTH` deep, integers have at
+most 18 digits, and with ``max_calls`` a turn's first ``READ_FACTOR * max_calls`` items are
+read, at most ``max_calls`` item errors listed and at most ``max_calls`` calls run.
 
 Structured actions need no string building: ``{"name": ..., "arguments": {...}}`` or a list
 of those is a tool call; ``{"answer": "..."}`` and ``{"action": "..."}`` are the other kinds.
@@ -46,6 +52,7 @@ __all__ = [
     "format_tool_call",
     "format_answer",
     "format_action",
+    "turn_text",
 ]
 
 LTM_TOOLS = ("Add_memory", "Update_memory", "Delete_memory")
@@ -311,8 +318,9 @@ def _text_kind(kind: Literal["answer", "action"], value: Any) -> ParsedTurn:
 def _parse_text(text: str, allow_action: bool, max_calls: int | None) -> ParsedTurn:
     think_m = _THINK.search(text)
     think = think_m.group(1).strip() if think_m else None
-    # Tags inside <think> are reasoning, not commands: look for blocks after it.
-    body = text[think_m.end() :] if think_m else text
+    # Tags inside <think> are reasoning, not commands: look for blocks outside it (before it
+    # too, so an <answer> written ahead of <think> still makes a mixed turn invalid).
+    body = text[: think_m.start()] + text[think_m.end() :] if think_m else text
     found = {kind: rx.findall(body) for kind, rx in _BLOCKS.items()}
     notes: list[str] = []
     if not found["tool_call"]:
@@ -377,7 +385,7 @@ def _load_json(block: str) -> tuple[Any, str | None, bool]:
         return None, f"[format error] empty <tool_call>; expected {_EXPECTED}.", False
     try:
         return json.loads(text), None, False
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError and over-long integers
         first_error = exc
     repaired = _repair_json(text)
     if repaired is not None:
@@ -406,23 +414,40 @@ def _repair_json(text: str) -> list[Any] | None:
             break
         try:
             value, pos = decoder.raw_decode(text, pos)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             break
         items.append(value)
     return items or None
 
 
+READ_FACTOR = 4
+"""With a ``max_calls`` limit, only the first ``READ_FACTOR * max_calls`` items of a turn are read."""
+
+
 def _calls_turn(items: list[Any], think: str | None, notes: tuple[str, ...], max_calls: int | None) -> ParsedTurn:
+    """Validate the items of a tool-call turn, within the per-turn bounds.
+
+    With ``max_calls``, the work and the error text of one turn stay bounded however many
+    items it holds: at most ``READ_FACTOR * max_calls`` items are read (room for duplicates and
+    mistakes), at most ``max_calls`` item errors are listed (the rest are summarised in one
+    error) and at most ``max_calls`` valid calls run (one error names the limit).
+    """
     calls: list[ToolCall] = []
     errors: list[str] = []
     seen: set[str] = set()
-    dupes = 0
+    dupes = unlisted = 0
     if not items:
         errors.append(f"[format error] <tool_call> holds no calls; expected {_EXPECTED}.")
-    for i, item in enumerate(items):
+    read = items if max_calls is None else items[: READ_FACTOR * max_calls]
+    for i, item in enumerate(read):
+        if max_calls is not None and len(calls) > max_calls:
+            break  # already over the limit: the rest would not run anyway
         call, err = _validate_call(item, i)
         if err:
-            errors.append(err)
+            if max_calls is not None and len(errors) >= max_calls:
+                unlisted += 1
+            else:
+                errors.append(err)
             continue
         key = json.dumps(call.to_json(), sort_keys=True, default=str)
         if key in seen:
@@ -433,10 +458,12 @@ def _calls_turn(items: list[Any], think: str | None, notes: tuple[str, ...], max
     extra_notes = list(notes)
     if dupes:
         extra_notes.append(f"dropped {dupes} duplicate call(s)")
-    if max_calls is not None and len(calls) > max_calls:
+    if unlisted:
+        errors.append(f"[tool error] {unlisted} more invalid call(s) not listed.")
+    if max_calls is not None and (len(calls) > max_calls or len(items) > len(read)):
         errors.append(
-            f"[tool error] {len(calls)} calls exceed the limit of {max_calls} per turn; "
-            f"only the first {max_calls} were run."
+            f"[tool error] the turn holds {len(items)} calls, more than the limit of {max_calls} per turn; "
+            f"only the first {min(len(calls), max_calls)} valid call(s) were run."
         )
         calls = calls[:max_calls]
     kind: TurnKind = "tool_call" if calls else "invalid"
@@ -464,7 +491,7 @@ def _validate_call(item: Any, index: int) -> tuple[ToolCall | None, str | None]:
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None, f'[tool error] {name}: "arguments" is a string that is not JSON; expected an object.'
     if args is None:
         args = {}
@@ -499,6 +526,39 @@ def _coerce(value: Any, kind: str) -> tuple[Any, bool]:
     return value, isinstance(value, _TYPES[kind])
 
 
+_MAX_INT = 10**18 - 1
+MAX_ARGUMENT_DEPTH = 8
+"""Deepest nesting of an object argument (``metadata``, ``metadata_filter``) the parser accepts."""
+
+
+def _json_object_problem(value: Any, depth: int = 1) -> str | None:
+    """Why ``value`` is not a plain JSON object of bounded depth (``None`` when it is).
+
+    Structured actions can hand the parser any Python object; only string keys and JSON
+    values (``None``, bool, int, float, str, list, dict) nested at most
+    :data:`MAX_ARGUMENT_DEPTH` deep are stored, so the memory always serialises.
+    """
+    if depth > MAX_ARGUMENT_DEPTH:
+        return f"is nested more than {MAX_ARGUMENT_DEPTH} levels deep"
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            return "must have string keys only"
+        children: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        return "holds an integer with more than 18 digits"
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    else:
+        return f"holds a {type(value).__name__}, which is not a JSON value"
+    for child in children:
+        problem = _json_object_problem(child, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
 def _check_arguments(name: str, args: dict[str, Any]) -> tuple[ToolCall | None, str | None]:
     schema = _SCHEMA_BY_NAME[name]
     for alias, real in _ALIASES.get(name, {}).items():
@@ -506,10 +566,8 @@ def _check_arguments(name: str, args: dict[str, Any]) -> tuple[ToolCall | None, 
             args[real] = args.pop(alias)
     unexpected = [k for k in args if k not in schema["properties"]]
     if unexpected:
-        return None, (
-            f"[tool error] {name}: unexpected argument(s) {', '.join(repr(k[:40]) for k in unexpected[:5])}; "
-            f"expected {_signature(name)}."
-        )
+        shown = ", ".join(repr(k[:40] if isinstance(k, str) else k)[:44] for k in unexpected[:5])
+        return None, f"[tool error] {name}: unexpected argument(s) {shown}; expected {_signature(name)}."
     missing = [k for k in schema["required"] if k not in args]
     if missing:
         return (
@@ -527,10 +585,41 @@ def _check_arguments(name: str, args: dict[str, Any]) -> tuple[ToolCall | None, 
                 f"[tool error] {name}: argument {key!r} must be {kind}, got {type(value).__name__}; "
                 f"expected {_signature(name)}."
             )
+        if kind == "integer" and abs(converted) > _MAX_INT:
+            return None, f"[tool error] {name}: argument {key!r} is out of range (more than 18 digits)."
+        if kind == "object":
+            problem = _json_object_problem(converted)
+            if problem:
+                return None, f"[tool error] {name}: argument {key!r} {problem}; expected {_signature(name)}."
         out[key] = converted
     if name == "Summary_context" and out.get("span", "").strip().lower() == "full":
         out["span"] = "all"
     return ToolCall(name, out), None
+
+
+def turn_text(action: Any) -> str:
+    """The text a turn leaves in the context: the string itself, or a structured action as JSON.
+
+    Never raises: an action that JSON cannot write (a cycle, nesting past the interpreter's
+    recursion limit, an integer past Python's digit limit) falls back to ``repr``, and when
+    even that fails to a short description of its type.
+
+    Args:
+        action: Whatever the agent sent.
+
+    Returns:
+        The text.
+    """
+    if isinstance(action, str):
+        return action
+    try:
+        return json.dumps(action, ensure_ascii=False, default=str)
+    except Exception:  # noqa: BLE001 - default=str runs the objects' own __str__, which may raise anything
+        pass
+    try:
+        return repr(action)[:10_000]
+    except Exception:  # noqa: BLE001 - any object's __repr__ may fail; the agent still gets an answer
+        return f"<unprintable {type(action).__name__} action>"
 
 
 # ---------------------------------------------------------------------------- formatting

@@ -104,7 +104,7 @@ def _iter_objects(text: str, where: str) -> Iterator[tuple[Any, str]]:
     if stripped.startswith("["):  # the official format: one JSON list
         try:
             data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
             raise DataFormatError(f"{where}: invalid JSON ({exc})") from exc
         for i, obj in enumerate(data):
             yield obj, f"{where}[{i}]"
@@ -113,11 +113,12 @@ def _iter_objects(text: str, where: str) -> Iterator[tuple[Any, str]]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line), f"{where}:{n}"
-        except json.JSONDecodeError as exc:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
             raise DataFormatError(
                 f"{where}:{n}: invalid JSON line ({exc}); expected JSON Lines or a JSON list"
             ) from exc
+        yield obj, f"{where}:{n}"
 
 
 def load_hotpotqa(path: str | os.PathLike[str] | None = None, limit: int | None = None) -> list[HotpotRecord]:

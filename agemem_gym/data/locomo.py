@@ -159,7 +159,9 @@ def load_locomo(data_path: str | os.PathLike[str] | None = None) -> list[LoCoMoC
     path = resolve_locomo_path(data_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"cannot read {path} as UTF-8 text: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
         raise DataFormatError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, list) or not data:
         raise DataFormatError(f"{path}: expected a non-empty JSON list of conversations (locomo10.json's format)")

@@ -220,16 +220,24 @@ def _step(raw: dict[str, Any]) -> StepRecord:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        yield from _json_lines(path)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path} is not UTF-8 text (an agemem episode file is JSON Lines): {exc}") from exc
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
                 if line.endswith("\n"):
                     raise DataFormatError(f"{path}:{number}: not valid JSON ({exc})") from exc
                 return  # a last line cut by a crash: read what came before it
+            yield number, record
 
 
 def read_episode(path: str | Path) -> Episode:

@@ -11,7 +11,6 @@ single-agent episode.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +30,7 @@ from agemem_gym.memory.stm import ShortTermMemory
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import ParsedTurn, parse_turn, system_prompt
+from agemem_gym.tools import ParsedTurn, parse_turn, system_prompt, turn_text
 
 __all__ = ["TeamMemoryEnv"]
 
@@ -135,7 +134,9 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             + [f"saboteur_{i}" for i in range(num_saboteurs)]
         )
         self.roles: dict[str, Role] = {a: role_of(a) for a in self.possible_agents}
-        self.ltm = LongTermMemory(self.source.embedder, backend=self.memory_config.backend)
+        self.ltm = LongTermMemory(
+            self.source.embedder, backend=self.memory_config.backend, max_entries=self.memory_config.max_entries
+        )
         obs_space, act_space = chat_space(), UnicodeText(max_length=8 * self.config.max_response_tokens)
         self.observation_spaces = dict.fromkeys(self.possible_agents, obs_space)
         self.action_spaces = dict.fromkeys(self.possible_agents, act_space)
@@ -354,13 +355,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             rec.first_reduction = self._cycle
 
     def _as_text(self, action: Any) -> tuple[str, bool]:
-        if isinstance(action, str):
-            text = action
-        else:
-            try:
-                text = json.dumps(action, ensure_ascii=False, default=str)
-            except (TypeError, ValueError, RecursionError):
-                text = repr(action)[:10_000]
+        text = turn_text(action)
         limit, counter = self.config.max_response_tokens, self.source.counter
         rough = text[: limit * 16]  # never tokenize a megabyte turn whole
         if len(rough) < len(text) or counter.count(rough) > limit:

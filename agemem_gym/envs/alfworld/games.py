@@ -114,7 +114,7 @@ def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise DataFormatError(f"cannot read ALFWorld game {path}: {exc}") from exc
     if not isinstance(data, Mapping) or any(k not in data for k in _NEEDED):
         raise DataFormatError(f"{path} is not an ALFWorld game file: it needs the keys {', '.join(_NEEDED)}")
