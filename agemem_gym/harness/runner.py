@@ -24,6 +24,7 @@ import agemem_gym  # noqa: F401 - registers the ids
 from agemem_gym.error import InvalidConfig
 from agemem_gym.evaluation import EpisodeResult
 from agemem_gym.policies.base import Policy
+from agemem_gym.vector import unbatch_info
 
 __all__ = ["PanelSlot", "run_panel", "unbatch_info"]
 
@@ -61,23 +62,6 @@ class PanelSlot(gym.Wrapper):
             return self._last_obs, 0.0, False, False, {}
         self._last_obs, reward, terminated, truncated, info = self.env.step(action)
         return self._last_obs, reward, terminated, truncated, info
-
-
-def unbatch_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """The ``info`` dict of sub-env ``index`` from a vector env's batched infos."""
-    out: dict[str, Any] = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get(f"_{key}")
-        if mask is not None and not bool(mask[index]):
-            continue
-        if isinstance(value, Mapping):
-            out[key] = unbatch_info(value, index)
-        else:
-            item = value[index]
-            out[key] = item.item() if isinstance(item, np.generic) else item
-    return out
 
 
 def _make_vector(env_id: str, env_kwargs: Mapping[str, Any], num_envs: int, mode: str) -> gym.vector.VectorEnv:

@@ -21,8 +21,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from agemem_gym.adapters.grpo.batching import Sample
+from agemem_gym.vector import unbatch_info
 
-__all__ = ["GroupSlot", "Trajectory", "RolloutBatch", "make_rollout_envs", "collect_groups", "env_info"]
+__all__ = ["GroupSlot", "Trajectory", "RolloutBatch", "make_rollout_envs", "collect_groups"]
 
 
 class GroupSlot(gym.Wrapper):
@@ -130,23 +131,6 @@ class RolloutBatch:
     seconds: float
 
 
-def env_info(infos: Mapping[str, Any], i: int) -> dict[str, Any]:
-    """Sub-env ``i``'s ``info`` from a vector env's batched info dict."""
-    out: dict[str, Any] = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        present = infos.get(f"_{key}")
-        if present is not None and not bool(np.asarray(present)[i]):
-            continue
-        if isinstance(value, Mapping):
-            out[key] = env_info(value, i)
-        else:
-            item = value[i]
-            out[key] = item.item() if isinstance(item, np.generic) else item
-    return out
-
-
 def collect_groups(
     envs: gym.vector.VectorEnv,
     policy: Any,
@@ -185,7 +169,7 @@ def collect_groups(
         active = np.flatnonzero(~done)
         if len(active) == 0:
             break
-        records = policy.generate([obs[i] for i in active], [env_info(infos, int(i)) for i in active])
+        records = policy.generate([obs[i] for i in active], [unbatch_info(infos, int(i)) for i in active])
         actions = [""] * n
         for i, rec in zip(active, records):
             actions[i] = rec.text
@@ -198,7 +182,7 @@ def collect_groups(
         ended = np.asarray(infos["slot_done"], dtype=bool)
         for i in active:
             if ended[i]:
-                finals[i] = env_info(infos, int(i))
+                finals[i] = unbatch_info(infos, int(i))
         done |= ended
     trajectories = [
         Trajectory(
