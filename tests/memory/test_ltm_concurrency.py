@@ -1,6 +1,7 @@
 """The long-term memory under concurrent readers, a writer and a saver; shared memory across team agents."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -133,3 +134,38 @@ def test_shared_memory_in_the_team_env_under_threads_with_updates_and_deletes():
     deleted = sum(r.deletes for r in stats.values())
     added = sum(len(r.added) for r in stats.values())
     assert added - deleted == len(env.ltm)
+
+
+def test_a_writer_in_a_loop_cannot_starve_readers_nor_readers_a_writer():
+    """Each side gets the lock within a few turns of the other side, which re-acquires it in a tight loop."""
+    from agemem_gym.memory.rwlock import RWLock
+
+    lock = RWLock()
+    stop = threading.Event()
+    counts = {"read": 0, "write": 0}
+
+    def spin(side):
+        while not stop.is_set():
+            with getattr(lock, side)():
+                counts[side] += 1
+
+    def others_while_taking(side, other):
+        """How often ``other`` (spinning in a thread) got the lock while ``side`` took it 20 times."""
+        spinner = threading.Thread(target=spin, args=(other,))
+        spinner.start()
+        while counts[other] == 0:  # the spinner is in its loop
+            time.sleep(0.001)
+        before = counts[other]
+        for _ in range(20):
+            with getattr(lock, side)():
+                pass
+        during = counts[other] - before
+        stop.set()
+        spinner.join()
+        stop.clear()
+        return during
+
+    # fair hand-over: a waiting reader goes next when the writer releases, and a waiting
+    # writer blocks new readers; an unfair lock lets the spinner run thousands of times
+    assert others_while_taking("read", "write") <= 60
+    assert others_while_taking("write", "read") <= 60
