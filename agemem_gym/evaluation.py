@@ -109,6 +109,9 @@ def run_episodes(
         bar = _progress(episodes, f"{env_id} | {getattr(policy, 'name', type(policy).__name__)}", progress)
         for i in range(episodes):
             obs, info = env.reset(seed=seed + i, options={"task_id": i % n_tasks})
+            # as the vector-env harness does, so `agemem run` and `agemem eval` agree episode by episode
+            if hasattr(policy, "reseed") and not getattr(policy, "batched", False):
+                policy.reseed(seed + i)
             if hasattr(policy, "reset"):
                 policy.reset()
             reward = 0.0

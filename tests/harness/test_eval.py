@@ -5,6 +5,7 @@ import pytest
 from agemem_gym import policies
 from agemem_gym.cli import main
 from agemem_gym.error import InvalidConfig, UnknownName
+from agemem_gym.evaluation import run_episodes
 from agemem_gym.harness import evaluate_suite, resolve_suites, run_panel
 from agemem_gym.harness.report import render_report
 
@@ -18,6 +19,14 @@ def test_panel_results_do_not_depend_on_the_number_of_envs(policy):
     assert one == three
     assert [r.seed for r in one] == [0, 1, 2, 3]
     assert len({r.task_id for r in one}) == 4
+
+
+def test_agemem_run_and_the_harness_play_the_same_episodes():
+    """A random policy is reseeded per episode by both runners, so results match one for one."""
+    one_env = run_episodes(HOTPOT, policies.make("random"), episodes=3, seed=5)
+    panel = run_panel(HOTPOT, lambda: policies.make("random"), episodes=3, seed=5, num_envs=2)
+    assert one_env == panel
+    assert len({r.invalid_calls for r in one_env} | {r.turns for r in one_env}) > 1  # not a constant policy
 
 
 def test_async_vector_env_gives_the_same_panel():
