@@ -30,10 +30,12 @@ Files are NumPy ``.npz`` archives read with ``allow_pickle=False``: loading neve
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import re
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -577,6 +579,7 @@ class LongTermMemory:
                 os.unlink(tmp)
             raise
         _fsync_dir(path.parent)
+        _remove_stale_temps(path)
         return path
 
     def _snapshot_arrays(self, scratch: Path) -> dict[str, np.ndarray]:
@@ -790,6 +793,24 @@ def _validate_snapshot(
         raise MemoryFileError(f"{path}: vectors contain NaN or inf")
     if n and not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3):
         raise MemoryFileError(f"{path}: vectors are not unit-length")
+
+
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_SECONDS) -> None:
+    """Delete temporary files that killed saves of ``path`` left behind.
+
+    Only files older than ``older_than_s`` go: a fresh one may belong to a save that another
+    process is running right now.
+    """
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+        except OSError:
+            pass  # removed by a concurrent save, or not ours to remove
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -338,3 +338,21 @@ def test_concurrent_readers_and_a_writer_stay_consistent(backend):
         t.join(timeout=120)
     assert not errors, errors
     ltm.check_invariants()
+
+
+def test_save_removes_only_stale_temp_files_of_its_own_target(tmp_path):
+    from agemem_gym.memory.ltm import STALE_TEMP_SECONDS
+
+    ltm = LongTermMemory(seed=0)
+    ltm.add("a fact")
+    stale = tmp_path / ".mem.npz.abc123.tmp"  # what a killed save of mem.npz leaves
+    fresh = tmp_path / ".mem.npz.def456.tmp"  # maybe another process saving right now
+    other = tmp_path / ".other.npz.abc123.tmp"  # a different target's
+    for p in (stale, fresh, other):
+        p.write_bytes(b"partial")
+    old = stale.stat().st_mtime - STALE_TEMP_SECONDS - 10
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    ltm.save(tmp_path / "mem.npz")
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert len(LongTermMemory.load(tmp_path / "mem.npz")) == 1
