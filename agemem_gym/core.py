@@ -67,6 +67,15 @@ _RECONFIGURABLE = {
 _REDUCTION_TOOLS = ("Summary_context", "Filter_context")
 
 
+def overflow_notice(tokens: int, budget: int) -> str:
+    """The ``tool`` message an agent gets when its context first grows past the token budget."""
+    return (
+        f"[context notice] the context holds {tokens} tokens, more than max_context_tokens={budget}: you now "
+        "see only the pinned, newest and highest-priority messages, and answering while over the budget pays "
+        "the overflow penalty. Shrink it with Summary_context or Filter_context."
+    )
+
+
 class MemoryEnv(gym.Env[Observation, str]):
     """Base class: a memory-managing agent's episode over one task.
 
@@ -434,14 +443,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         budget = self.config.max_context_tokens
         over = self.stm.tokens > budget
         if over and self.config.overflow_notice and not self._overflow_noticed:
-            self.stm.append(
-                "tool",
-                f"[context notice] the context holds {self.stm.tokens} tokens, more than max_context_tokens="
-                f"{budget}: you now see only the pinned, newest and highest-priority messages, and answering "
-                f"while over the budget pays the overflow penalty. Shrink it with Summary_context or Filter_context.",
-                kind="notice",
-                stage=self._stage,
-            )
+            self.stm.append("tool", overflow_notice(self.stm.tokens, budget), kind="notice", stage=self._stage)
         self._overflow_noticed = over  # re-armed once the context fits again
         packed: PackedContext = self.stm.pack(budget)
         self._packed = packed

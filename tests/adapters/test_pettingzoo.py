@@ -301,3 +301,21 @@ def test_render_ansi():
     env.step({"reader_0": add("The sky is green."), "answerer_0": ACK})
     text = env.render()
     assert "reader_0" in text and "The sky is green." in text and np.char.count(text, "---") >= 2
+
+
+def test_an_agent_whose_context_overflows_gets_one_notice():
+    env = make_parallel("TeamHotpotQA-v0", max_context_tokens=700)
+    obs, infos = env.reset(seed=0)
+    for _ in range(4):
+        if not env.agents:
+            break
+        obs, _, _, _, infos = env.step({a: add("a long note " * 60) for a in env.agents})
+    over = [a for a in infos if infos[a]["overflow"]]
+    assert over, "the test needs an agent over its budget"
+    for agent in over:
+        messages = env._state[agent].stm.messages
+        assert sum(m.kind == "notice" and "max_context_tokens=700" in m.content for m in messages) == 1
+    quiet = make_parallel("TeamHotpotQA-v0", max_context_tokens=700, overflow_notice=False)
+    quiet.reset(seed=0)
+    quiet.step({a: add("a long note " * 60) for a in quiet.agents})
+    assert not any("max_context_tokens=700" in m.content for s in quiet._state.values() for m in s.stm.messages)

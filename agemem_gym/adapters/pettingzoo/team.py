@@ -21,7 +21,7 @@ from pettingzoo import ParallelEnv
 
 from agemem_gym.adapters.pettingzoo.roles import MATERIAL_DONE, READERS_DONE, ROLE_NOTES, SABOTEUR_TOOLS, Role, role_of
 from agemem_gym.adapters.pettingzoo.scoring import AgentRecord, score_team
-from agemem_gym.core import MemoryEnv, Observation
+from agemem_gym.core import MemoryEnv, Observation, overflow_notice
 from agemem_gym.error import InvalidConfig, ResetNeeded
 from agemem_gym.executor import ToolExecutor, ToolResult, format_retrieved
 from agemem_gym.memory.context_ops import CosineFilter, ExtractiveSummarizer
@@ -47,6 +47,7 @@ class _Agent:
     finished: bool = False
     step_invalid: int = 0
     packed_tokens: int = 0
+    overflow_noticed: bool = False
 
 
 class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
@@ -391,7 +392,12 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         out = {}
         for name in self.agents:
             state = self._state[name]
-            packed = state.stm.pack(self.config.max_context_tokens)
+            budget = self.config.max_context_tokens
+            over = state.stm.tokens > budget
+            if over and self.config.overflow_notice and not state.overflow_noticed:
+                state.stm.append("tool", overflow_notice(state.stm.tokens, budget), kind="notice")
+            state.overflow_noticed = over  # re-armed once the context fits again, as in MemoryEnv
+            packed = state.stm.pack(budget)
             state.packed_tokens = packed.tokens
             if state.stm.tokens > self.config.max_context_tokens and state.record.first_overflow is None:
                 state.record.first_overflow = self._cycle
