@@ -161,6 +161,7 @@ def test_baselines_on_a_fixed_panel(panel):
     oracle, store, none, rnd = (panel[p] for p in ("oracle", "store-all", "no-memory", "random"))
     assert oracle["success"] >= 0.95 and oracle["memory_quality"] == 1.0
     assert none["success"] < store["success"] < oracle["success"]
-    assert rnd["success"] == 0.0
+    # random turns reach a BabyAI goal only by chance (1 of 20 with the per-episode seeds)
+    assert rnd["success"] <= 0.1 and rnd["success"] < store["success"]
     for p in (oracle, store, none):
         assert p["invalid_calls"] == 0.0
