@@ -8,7 +8,7 @@ from typing import Any
 from agemem_gym.core import MemoryEnv
 from agemem_gym.data import HotpotRecord, load_hotpotqa
 from agemem_gym.error import InvalidConfig
-from agemem_gym.graders.qa import best_score
+from agemem_gym.graders.qa import answer_scores
 from agemem_gym.seeding import stable_seed
 from agemem_gym.task import Task
 
@@ -132,10 +132,7 @@ class HotpotQAEnv(MemoryEnv):
         )
 
     def _grade(self, task: Task, answer: str) -> dict[str, float]:
-        em = best_score(answer, task.answers, "em")
         return {
             "task_score": float(self.judge.score(answer, task.answers, task.query)),
-            "em": em,
-            "f1": best_score(answer, task.answers, "f1"),
-            "success": em,
+            **answer_scores(answer, task.answers),
         }

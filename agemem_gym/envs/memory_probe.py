@@ -8,7 +8,7 @@ import numpy as np
 
 from agemem_gym.core import MemoryEnv
 from agemem_gym.error import InvalidConfig
-from agemem_gym.graders.qa import best_score
+from agemem_gym.graders.qa import answer_scores
 from agemem_gym.seeding import stable_seed
 from agemem_gym.task import Task
 
@@ -158,10 +158,7 @@ class MemoryProbeEnv(MemoryEnv):
         )
 
     def _grade(self, task: Task, answer: str) -> dict[str, float]:
-        em = best_score(answer, task.answers, "em")
         return {
             "task_score": float(self.judge.score(answer, task.answers, task.query)),
-            "em": em,
-            "f1": best_score(answer, task.answers, "f1"),
-            "success": em,
+            **answer_scores(answer, task.answers),
         }

@@ -6,7 +6,7 @@ from typing import Any
 
 from agemem_gym.core import MemoryEnv
 from agemem_gym.error import InvalidConfig
-from agemem_gym.graders.qa import best_score
+from agemem_gym.graders.qa import answer_scores
 from agemem_gym.task import Task
 
 __all__ = ["ProbeRecallEnv", "COLOURS"]
@@ -80,5 +80,5 @@ class ProbeRecallEnv(MemoryEnv):
         )
 
     def _grade(self, task: Task, answer: str) -> dict[str, float]:
-        em = best_score(answer, task.answers, "em")
-        return {"task_score": em, "em": em, "f1": best_score(answer, task.answers, "f1"), "success": em}
+        scores = answer_scores(answer, task.answers)
+        return {"task_score": scores["em"], **scores}

@@ -11,7 +11,7 @@ from agemem_gym.graders.judges import (
     MemoryJudge,
     make_judge,
 )
-from agemem_gym.graders.qa import best_score, exact_match, f1_score
+from agemem_gym.graders.qa import answer_scores, best_score, exact_match, f1_score
 
 __all__ = [
     "AnswerJudge",
@@ -21,6 +21,7 @@ __all__ = [
     "LLMJudge",
     "LLMMemoryJudge",
     "MemoryJudge",
+    "answer_scores",
     "best_score",
     "exact_match",
     "f1_score",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from agemem_gym.text import normalize_answer
 
-__all__ = ["exact_match", "f1_score", "best_score"]
+__all__ = ["exact_match", "f1_score", "best_score", "answer_scores"]
 
 _SPECIAL = ("yes", "no", "noanswer")
 
@@ -48,3 +48,13 @@ def best_score(prediction: str, golds: Sequence[str], metric: str = "f1") -> flo
     """The best score of ``prediction`` over several acceptable answers."""
     fn = f1_score if metric == "f1" else exact_match
     return max((fn(prediction, g) for g in golds), default=0.0)
+
+
+def answer_scores(prediction: str, golds: Sequence[str]) -> dict[str, float]:
+    """``{"em", "f1", "success"}`` of a short answer; success is exact match.
+
+    The shared grade of the short-answer tasks (HotpotQA, the probes, the synthetic tasks);
+    each adds its own ``task_score`` (the judge's, or exact match).
+    """
+    em = best_score(prediction, golds, "em")
+    return {"em": em, "f1": best_score(prediction, golds, "f1"), "success": em}

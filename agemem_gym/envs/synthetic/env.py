@@ -9,7 +9,7 @@ from agemem_gym.core import MemoryEnv
 from agemem_gym.data import load_distractor_corpus
 from agemem_gym.envs.synthetic.generator import DIFFICULTIES, Difficulty, Family, generate
 from agemem_gym.error import InvalidConfig, unknown_name
-from agemem_gym.graders.qa import best_score
+from agemem_gym.graders.qa import answer_scores
 from agemem_gym.seeding import stable_seed
 from agemem_gym.task import Task
 
@@ -87,8 +87,8 @@ class SyntheticMemoryEnv(MemoryEnv):
         )
 
     def _grade(self, task: Task, answer: str) -> dict[str, float]:
-        em = best_score(answer, task.answers, "em")
-        return {"task_score": em, "em": em, "f1": best_score(answer, task.answers, "f1"), "success": em}
+        scores = answer_scores(answer, task.answers)
+        return {"task_score": scores["em"], **scores}
 
     def _info(self, step_invalid: int) -> dict[str, Any]:
         info = super()._info(step_invalid)
