@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: run metadata, tables, JSON output."""
+"""Helpers shared by the benchmark scripts: run metadata, tables, JSON output, memory use."""
 
 from __future__ import annotations
 
@@ -70,3 +70,12 @@ def write_json(path: str | os.PathLike[str] | None, payload: dict[str, Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=float))
     print(f"wrote {path}")
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process in MiB from Linux ``/proc`` (0.0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except FileNotFoundError:
+        return 0.0

@@ -32,18 +32,9 @@ import os
 import time
 from typing import Any
 
-from _common import format_table, run_metadata, write_json
+from _common import format_table, rss_mb, run_metadata, write_json
 
 DEFAULT_IDS = ("AgeMem/SciWorld-v0", "AgeMem/ALFWorld-v0")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE / 2**20
-    except FileNotFoundError:
-        return 0.0
 
 
 def _children(pid: int) -> list[int]:
@@ -83,7 +74,7 @@ def tree_snapshot() -> dict[str, Any]:
     me = os.getpid()
     tree = _descendants(me)
     return {
-        "rss_mb": _rss_mb(me) + sum(_rss_mb(p) for p in tree),
+        "rss_mb": rss_mb(me) + sum(rss_mb(p) for p in tree),
         "processes": len(tree),
         "fds": _fds(me) + sum(_fds(p) for p in tree),
     }
@@ -144,9 +135,9 @@ def snapshot() -> dict[str, Any]:
     me = os.getpid()
     kids = _children(me)
     return {
-        "rss_mb": _rss_mb(me),
+        "rss_mb": rss_mb(me),
         "children": len(kids),
-        "children_rss_mb": sum(_rss_mb(k) for k in kids),
+        "children_rss_mb": sum(rss_mb(k) for k in kids),
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),
     }

@@ -14,25 +14,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import time
 from typing import Any
 
-from _common import format_table, run_metadata, write_json
+from _common import format_table, rss_mb, run_metadata, write_json
 
 DEFAULT_IDS = ("AgeMem/BabyAI-v0", "AgeMem/PDDL-v0", "AgeMem/FactUpdate-v0")
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process in MiB (Linux /proc; psutil elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
 
 
 def _play(env: Any, seed: int, turns: int) -> None:
