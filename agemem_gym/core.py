@@ -67,6 +67,16 @@ _RECONFIGURABLE = {
 _REDUCTION_TOOLS = ("Summary_context", "Filter_context")
 
 
+def cut_turn(action: Any, limit: int, counter: TokenCounter) -> tuple[str, bool]:
+    """The text a turn leaves in the context, cut to ``limit`` tokens; and whether it was cut."""
+    text = turn_text(action)
+    # cheap character pre-cut so a megabyte turn is never tokenized whole
+    rough = text[: limit * 16]
+    if len(rough) < len(text) or counter.count(rough) > limit:
+        return counter.truncate(rough, limit), True
+    return text, False
+
+
 def overflow_notice(tokens: int, budget: int) -> str:
     """The ``tool`` message an agent gets when its context first grows past the token budget."""
     return (
@@ -348,13 +358,7 @@ class MemoryEnv(gym.Env[Observation, str]):
 
     def _as_text(self, action: Any) -> tuple[str, bool]:
         """The turn as it enters the context, cut to ``max_response_tokens``."""
-        text = turn_text(action)
-        limit = self.config.max_response_tokens
-        # cheap character pre-cut so a megabyte turn is never tokenized whole
-        rough = text[: limit * 16]
-        if len(rough) < len(text) or self.counter.count(rough) > limit:
-            return self.counter.truncate(rough, limit), True
-        return text, False
+        return cut_turn(action, self.config.max_response_tokens, self.counter)
 
     @property
     def last_tool_results(self) -> tuple[ToolResult, ...]:

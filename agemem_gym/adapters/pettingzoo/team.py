@@ -21,7 +21,7 @@ from pettingzoo import ParallelEnv
 
 from agemem_gym.adapters.pettingzoo.roles import MATERIAL_DONE, READERS_DONE, ROLE_NOTES, SABOTEUR_TOOLS, Role, role_of
 from agemem_gym.adapters.pettingzoo.scoring import AgentRecord, score_team
-from agemem_gym.core import MemoryEnv, Observation, overflow_notice
+from agemem_gym.core import MemoryEnv, Observation, cut_turn, overflow_notice
 from agemem_gym.error import InvalidConfig, ResetNeeded
 from agemem_gym.executor import ToolExecutor, ToolResult, format_retrieved
 from agemem_gym.memory.context_ops import CosineFilter, ExtractiveSummarizer
@@ -30,7 +30,7 @@ from agemem_gym.memory.stm import ShortTermMemory
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import ParsedTurn, parse_turn, system_prompt, turn_text
+from agemem_gym.tools import ParsedTurn, parse_turn, system_prompt
 
 __all__ = ["TeamMemoryEnv"]
 
@@ -356,12 +356,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             rec.first_reduction = self._cycle
 
     def _as_text(self, action: Any) -> tuple[str, bool]:
-        text = turn_text(action)
-        limit, counter = self.config.max_response_tokens, self.source.counter
-        rough = text[: limit * 16]  # never tokenize a megabyte turn whole
-        if len(rough) < len(text) or counter.count(rough) > limit:
-            return counter.truncate(rough, limit), True
-        return text, False
+        return cut_turn(action, self.config.max_response_tokens, self.source.counter)
 
     def _advance(self, state: _Agent) -> None:
         """Give a reader its next piece of material (with related shared memories), or the end notice."""
