@@ -28,6 +28,16 @@ class InvalidConfig(Error, ValueError):
     """A configuration value or constructor argument is out of range or of the wrong type."""
 
 
+class MemoryFull(Error, RuntimeError):
+    """The long-term memory already holds ``max_entries`` entries.
+
+    Raised by :meth:`~agemem_gym.memory.LongTermMemory.add`; the tool executor turns it into
+    an agent-facing ``[tool error]`` ("long-term memory is full"). It is not a configuration
+    mistake, so it is not an :class:`InvalidConfig`: an embedder that returns the wrong shape
+    raises ``InvalidConfig`` and reaches the program, never the agent.
+    """
+
+
 class DataNotFound(Error, FileNotFoundError):
     """A dataset or data directory is missing; the message says where to get it."""
 

@@ -25,16 +25,18 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from agemem_gym.config import MemoryConfig
-from agemem_gym.error import InvalidConfig
+from agemem_gym.error import MemoryFull
 from agemem_gym.memory.context_ops import ContextFilter, Summarizer
 from agemem_gym.memory.ltm import LongTermMemory, MemoryItem
 from agemem_gym.memory.stm import Message, ShortTermMemory
 from agemem_gym.tools import ToolCall
 
 __all__ = ["ToolResult", "ToolExecutor", "format_retrieved"]
+
+MemoryOp = Literal["added", "updated", "deleted"]
 
 _SPAN_N = re.compile(r"^\s*(\d{1,6})\s*$")
 _SPAN_RANGE = re.compile(r"^\s*(\d{1,6})\s*-\s*(\d{1,6})\s*$")
@@ -51,6 +53,11 @@ class ToolResult:
         retrieved: Items a ``Retrieve_memory`` call returned.
         memory_id: The id added, updated or deleted.
         reduced: Whether the context shrank (a Summary or Filter that did something).
+        memory_op: What the call did to the long-term memory: ``"added"``, ``"updated"``,
+            ``"deleted"`` or ``None`` (read-only, context-only, cancelled or failed).
+        content: The text a successful add or update stored.
+        touches: What the tool may touch, from its declaration: ``"ltm_write"``,
+            ``"ltm_read"``, ``"context"``.
     """
 
     name: str
@@ -59,6 +66,9 @@ class ToolResult:
     retrieved: tuple[MemoryItem, ...] = ()
     memory_id: str | None = None
     reduced: bool = False
+    memory_op: MemoryOp | None = None
+    content: str | None = None
+    touches: frozenset[str] = frozenset()
 
 
 def format_retrieved(items: list[MemoryItem], header: str = "[retrieved memories]") -> str:
@@ -66,6 +76,17 @@ def format_retrieved(items: list[MemoryItem], header: str = "[retrieved memories
     if not items:
         return "[no related memories found]"
     return header + "\n" + "\n".join(f"- {m.content} (Memory ID: {m.id})" for m in items)
+
+
+# what each tool may touch (the tool table will own this)
+_TOUCHES: dict[str, frozenset[str]] = {
+    "Add_memory": frozenset({"ltm_write"}),
+    "Update_memory": frozenset({"ltm_write"}),
+    "Delete_memory": frozenset({"ltm_write"}),
+    "Retrieve_memory": frozenset({"ltm_read"}),
+    "Summary_context": frozenset({"context"}),
+    "Filter_context": frozenset({"context"}),
+}
 
 
 def _error(name: str, problem: str) -> ToolResult:
@@ -118,7 +139,8 @@ class ToolExecutor:
         Returns:
             The result.
         """
-        return self._handlers[call.name](stage=stage, step=step, turn=turn, **call.arguments)
+        result = self._handlers[call.name](stage=stage, step=step, turn=turn, **call.arguments)
+        return dataclasses.replace(result, touches=_TOUCHES[call.name])
 
     # -------------------------------------------------------------------- checks
     def _check_text(self, name: str, field: str, value: str, limit: int) -> ToolResult | None:
@@ -184,9 +206,11 @@ class ToolExecutor:
         meta.update({"type": memory_type or meta.get("type", "general"), "stage": stage, "step": step})
         try:
             mid = self.ltm.add(content, meta)
-        except InvalidConfig:  # another agent filled a shared memory since the check above
+        except MemoryFull:  # another agent filled a shared memory since the check above
             return full
-        return ToolResult(name, True, f"[memory tool result]\nmemory_added: {mid}", memory_id=mid)
+        return ToolResult(
+            name, True, f"[memory tool result]\nmemory_added: {mid}", memory_id=mid, memory_op="added", content=content
+        )
 
     def _update(
         self,
@@ -209,7 +233,14 @@ class ToolExecutor:
         meta["updated_step"] = step
         if not self.ltm.update(memory_id, content, meta):  # deleted by another agent meanwhile
             return self._check_id(name, memory_id) or _error(name, f"memory {memory_id} could not be updated")
-        return ToolResult(name, True, f"[memory tool result]\nmemory_updated: {memory_id}", memory_id=memory_id)
+        return ToolResult(
+            name,
+            True,
+            f"[memory tool result]\nmemory_updated: {memory_id}",
+            memory_id=memory_id,
+            memory_op="updated",
+            content=content,
+        )
 
     def _delete(self, *, stage: int, step: int, turn: Message, memory_id: str, confirmation: bool) -> ToolResult:
         name = "Delete_memory"
@@ -220,7 +251,9 @@ class ToolExecutor:
             return ToolResult(name, True, "[memory tool result]\nmemory_deletion_cancelled: confirmation_required")
         if not self.ltm.delete(memory_id):  # deleted by another agent meanwhile
             return self._check_id(name, memory_id) or _error(name, f"memory {memory_id} could not be deleted")
-        return ToolResult(name, True, f"[memory tool result]\nmemory_deleted: {memory_id}", memory_id=memory_id)
+        return ToolResult(
+            name, True, f"[memory tool result]\nmemory_deleted: {memory_id}", memory_id=memory_id, memory_op="deleted"
+        )
 
     # -------------------------------------------------------------------- STM tools
     def _retrieve(

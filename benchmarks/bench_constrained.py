@@ -18,7 +18,7 @@ import torch
 from _common import format_table, run_metadata, write_json
 
 from agemem_gym.adapters.grpo.rollout import collect_groups, make_rollout_envs
-from agemem_gym.adapters.llm_policy import HFPolicy
+from agemem_gym.policies.llm.hf_policy import HFPolicy
 from agemem_gym.tools import parse_turn
 
 

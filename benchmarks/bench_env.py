@@ -67,8 +67,8 @@ def replay(turns: list[str], seed: int, embedder: str) -> tuple[list[float], lis
 def generation_times(turns: list[str], observations: list[Any], n: int) -> tuple[list[float], list[int]]:
     import torch
 
-    from agemem_gym.adapters.hf_models import load_model
-    from agemem_gym.adapters.llm_policy import render_prompt
+    from agemem_gym.policies.llm.hf_policy import render_prompt
+    from agemem_gym.policies.llm.models import load_model
 
     torch.set_num_threads(1)
     model, tok = load_model("smollm2")

@@ -24,7 +24,7 @@ from _common import format_table, run_metadata, write_json
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, padding_fraction
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.trainer import _score, _update
-from agemem_gym.adapters.hf_models import load_model
+from agemem_gym.policies.llm.models import load_model
 
 
 def make_samples(n: int, vocab: int, prompt: tuple[int, int], completion: tuple[int, int], seed: int) -> list[Sample]:

@@ -334,3 +334,22 @@ def test_recorded_episode_files_are_json_only(tmp_path):
         with pytest.raises(DataFormatError):
             read_episode(tmp_path / name)
     assert not marker.exists()
+
+
+class _WrongShapeEmbedder:
+    """An embedder that promises 8 dimensions and returns 3: a programmer's mistake."""
+
+    dim = 8
+
+    def __call__(self, texts):
+        return np.zeros((len(texts), 3), dtype=np.float32)
+
+
+def test_an_embedder_of_the_wrong_shape_is_a_configuration_error_not_a_full_memory():
+    """Before MemoryFull existed, the executor read any InvalidConfig from add() as "memory is full"."""
+    ltm = LongTermMemory(embedder=_WrongShapeEmbedder(), dim=8, seed=0)
+    ex = _executor(ltm)
+    turn = ex.stm.append("assistant", "t")
+    with pytest.raises(InvalidConfig, match="embedder returned shape"):
+        ex.run(ToolCall("Add_memory", {"content": "a fact"}), stage=1, step=0, turn=turn)
+    assert len(ltm) == 0

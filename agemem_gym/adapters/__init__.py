@@ -1,5 +1,6 @@
-"""Adapters: the LLM policy, the step-wise GRPO trainer, stable-baselines3 and PettingZoo bridges.
+"""Bridges to other frameworks: step-wise GRPO (torch, accelerate), stable-baselines3, PettingZoo.
 
-Each adapter imports its heavy dependency lazily and names the extra to install when it is
-missing (``[train]``, ``[sb3]``, ``[pettingzoo]``).
+LLM policies live in :mod:`agemem_gym.policies.llm`. Each bridge imports its heavy
+dependency lazily and names the extra to install when it is missing (``[train]``,
+``[sb3]``, ``[pettingzoo]``).
 """

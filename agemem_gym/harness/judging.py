@@ -38,7 +38,7 @@ def make_judges(spec: JudgeSpec, base_url: str | None = None) -> tuple[Any, Any,
         memory = FactOverlapJudge()
         return answer, memory, {"answer": spec, "memory": memory.name, "description": _OFFLINE[spec]}
     if isinstance(spec, str) and spec.split(":", 1)[0] in ("hf", "openai"):
-        from agemem_gym.adapters.chat import make_chat
+        from agemem_gym.policies.llm.chat import make_chat
 
         chat = make_chat(spec, base_url=base_url, max_new_tokens=8)
         return (

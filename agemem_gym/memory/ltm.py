@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agemem_gym.error import InvalidConfig, MemoryFileError
+from agemem_gym.error import InvalidConfig, MemoryFileError, MemoryFull
 from agemem_gym.memory.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, make_embedder
 from agemem_gym.memory.rwlock import RWLock
 
@@ -130,7 +130,7 @@ class LongTermMemory:
         rebuild_fraction: Compact the store and rebuild the graph when dead rows exceed this
             fraction of all rows.
         max_entries: Optional cap on live entries; ``add`` past it raises
-            :class:`~agemem_gym.error.InvalidConfig` (the environment checks the cap first and
+            :class:`~agemem_gym.error.MemoryFull` (the environment checks the cap first and
             answers the agent with a message instead).
 
     Example:
@@ -319,7 +319,7 @@ class LongTermMemory:
         vecs = _unit(vecs)
         with self._lock.write():
             if self.max_entries is not None and len(self._entries) + len(contents) > self.max_entries:
-                raise InvalidConfig(f"the memory is full ({self.max_entries} entries)")
+                raise MemoryFull(f"the memory is full ({self.max_entries} entries)")
             self._ensure_rows(len(contents))
             labels = np.arange(self._next_label, self._next_label + len(contents), dtype=np.int64)
             self._vectors[labels] = vecs

@@ -41,7 +41,7 @@ POLICIES: dict[str, str] = {
     "mem0g-style": "agemem_gym.policies.baselines.mem0:Mem0GraphPolicy",
     "langmem-style": "agemem_gym.policies.baselines.langmem:LangMemPolicy",
     "amem-style": "agemem_gym.policies.baselines.amem:AMemPolicy",
-    "hf": "agemem_gym.adapters.llm_policy:make_hf_policy",
+    "hf": "agemem_gym.policies.llm.hf_policy:make_hf_policy",
 }
 
 

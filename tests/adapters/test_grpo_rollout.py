@@ -6,8 +6,8 @@ torch = pytest.importorskip("torch")
 
 import agemem_gym  # noqa: E402,F401
 from agemem_gym.adapters.grpo.rollout import GroupSlot, collect_groups, make_rollout_envs  # noqa: E402
-from agemem_gym.adapters.hf_models import load_model  # noqa: E402
-from agemem_gym.adapters.llm_policy import HFPolicy  # noqa: E402
+from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
+from agemem_gym.policies.llm.models import load_model  # noqa: E402
 from agemem_gym.tools import format_answer  # noqa: E402
 
 

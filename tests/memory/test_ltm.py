@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from agemem_gym.error import InvalidConfig, MemoryFileError
+from agemem_gym.error import InvalidConfig, MemoryFileError, MemoryFull
 from agemem_gym.memory import LongTermMemory
 
 BACKENDS = ["exact", "hnsw", "auto"]
@@ -207,8 +207,9 @@ def test_bad_constructor_and_programmer_errors():
     with pytest.raises(InvalidConfig, match="metadata"):
         ltm.add("b", metadata=["not", "a", "dict"])
     ltm.add("b")
-    with pytest.raises(InvalidConfig, match="full"):
+    with pytest.raises(MemoryFull, match="full"):
         ltm.add("c")
+    assert not issubclass(MemoryFull, InvalidConfig)  # a full memory is no configuration mistake
     with pytest.raises(InvalidConfig, match="str"):
         ltm.search(42)
 

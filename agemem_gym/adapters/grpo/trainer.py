@@ -34,8 +34,8 @@ from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.losses import group_advantages, kl_penalty, policy_surrogate
 from agemem_gym.adapters.grpo.metrics import MetricLogger, episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups, make_rollout_envs
-from agemem_gym.adapters.llm_policy import HFPolicy
 from agemem_gym.error import missing_dependency
+from agemem_gym.policies.llm.hf_policy import HFPolicy
 
 __all__ = ["TrainResult", "train", "distractors_at"]
 
@@ -68,7 +68,7 @@ def _seed_everything(seed: int) -> None:
 
 def _build_model(config: GRPOConfig, resume: Path | None, device: torch.device) -> tuple[Any, Any, Any]:
     """``(policy model, reference model or None, tokenizer)``; LoRA models use the base as reference."""
-    from agemem_gym.adapters.hf_models import load_model
+    from agemem_gym.policies.llm.models import load_model
 
     extra = {"seed": config.seed} if config.model in ("tiny", "tiny-vocab") else {}
     model, tok = load_model(config.model, **extra)

@@ -120,7 +120,7 @@ class MemorySystemPolicy(_Scripted):
         if model is not None and chat is not None:
             raise InvalidConfig("give model= or chat=, not both")
         if model is not None:
-            from agemem_gym.adapters.chat import HFChat
+            from agemem_gym.policies.llm.chat import HFChat
 
             chat = HFChat(model, max_new_tokens=96)
         if chat is not None and not callable(chat):

@@ -9,7 +9,7 @@ from agemem_gym.error import DependencyNotInstalled
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_missing_vllm_names_the_extra():
-    from agemem_gym.adapters.vllm_policy import VLLMPolicy
+    from agemem_gym.policies.llm.vllm_policy import VLLMPolicy
 
     with pytest.raises(DependencyNotInstalled, match=r"agemem-gym\[vllm\]"):
         VLLMPolicy("any-model")
@@ -21,8 +21,8 @@ def test_vllm_turns_match_the_hf_interface():
     import gymnasium as gym
 
     import agemem_gym  # noqa: F401
-    from agemem_gym.adapters.hf_models import smollm2_path
-    from agemem_gym.adapters.vllm_policy import VLLMPolicy
+    from agemem_gym.policies.llm.models import smollm2_path
+    from agemem_gym.policies.llm.vllm_policy import VLLMPolicy
 
     policy = VLLMPolicy(str(smollm2_path()), max_new_tokens=32, gpu_memory_utilization=0.3)
     env = gym.make("AgeMem/HotpotQA-v0", tokenizer=policy.tokenizer)

@@ -1,8 +1,8 @@
-"""``VLLMPolicy``: the same interface as :class:`~agemem_gym.adapters.llm_policy.HFPolicy` on vLLM.
+"""``VLLMPolicy``: the same interface as :class:`~agemem_gym.policies.llm.hf_policy.HFPolicy` on vLLM.
 
 A faster rollout backend for GPUs (``pip install "agemem-gym[vllm]"``). It renders prompts
 with the same chat template, samples with plain temperature and returns the same
-:class:`~agemem_gym.adapters.llm_policy.TurnRecord` objects, with log-probabilities after
+:class:`~agemem_gym.policies.llm.hf_policy.TurnRecord` objects, with log-probabilities after
 temperature scaling (``logprobs_mode="processed_logprobs"``) so they match what the trainer
 recomputes. :meth:`VLLMPolicy.load_weights` pushes trained weights into the colocated
 engine between GRPO steps.
@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agemem_gym.adapters.llm_policy import DEFAULT_STOPS, TurnRecord, render_prompt
 from agemem_gym.error import InvalidConfig, missing_dependency
 from agemem_gym.policies.base import BasePolicy, Observation
+from agemem_gym.policies.llm.hf_policy import DEFAULT_STOPS, TurnRecord, render_prompt
 
 __all__ = ["VLLMPolicy"]
 
@@ -38,7 +38,7 @@ class VLLMPolicy(BasePolicy):
         model: A local model folder (nothing is downloaded when ``HF_HUB_OFFLINE=1``).
         max_new_tokens: Longest turn.
         temperature: Sampling temperature.
-        tools: As in :class:`~agemem_gym.adapters.llm_policy.HFPolicy`.
+        tools: As in :class:`~agemem_gym.policies.llm.hf_policy.HFPolicy`.
         stop_strings: Stop right after any of these (kept in the output).
         seed: Seeds sampling (per call: ``seed`` plus a call counter).
         gpu_memory_utilization: Share of GPU memory vLLM may take (leave room for training).

@@ -10,12 +10,12 @@ torch = pytest.importorskip("torch")
 import gymnasium as gym  # noqa: E402
 
 import agemem_gym  # noqa: E402,F401
-from agemem_gym.adapters.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, row_logprobs  # noqa: E402
 from agemem_gym.adapters.grpo.config import GRPOConfig  # noqa: E402
 from agemem_gym.adapters.grpo.trainer import _attach_masks, _score  # noqa: E402
-from agemem_gym.adapters.hf_models import load_model  # noqa: E402
-from agemem_gym.adapters.llm_policy import HFPolicy  # noqa: E402
+from agemem_gym.policies.llm.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
+from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
+from agemem_gym.policies.llm.models import load_model  # noqa: E402
 from agemem_gym.tools import TOOL_NAMES, parse_turn  # noqa: E402
 
 LIMITS = {"max_think_chars": 40, "max_text_chars": 24, "max_string_chars": 24, "max_calls": 2}

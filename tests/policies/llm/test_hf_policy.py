@@ -6,9 +6,9 @@ torch = pytest.importorskip("torch")
 
 import agemem_gym  # noqa: E402,F401
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, padding_fraction, row_logprobs  # noqa: E402
-from agemem_gym.adapters.hf_models import load_model, tiny_vocab_tokenizer  # noqa: E402
-from agemem_gym.adapters.llm_policy import HFPolicy  # noqa: E402
 from agemem_gym.error import InvalidConfig  # noqa: E402
+from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
+from agemem_gym.policies.llm.models import load_model, tiny_vocab_tokenizer  # noqa: E402
 from agemem_gym.tools import parse_turn  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def test_sampling_is_seeded_and_batching_does_not_change_it(tiny):
 
 
 def test_stop_tracker_ends_each_turn_at_its_closing_tag_or_eos(tiny):
-    from agemem_gym.adapters.llm_policy import DEFAULT_STOPS, _StopTracker
+    from agemem_gym.policies.llm.hf_policy import DEFAULT_STOPS, _StopTracker
 
     _, tok = tiny
     ids = tok.convert_tokens_to_ids

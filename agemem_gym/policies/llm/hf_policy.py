@@ -150,10 +150,10 @@ class HFPolicy(BasePolicy):
         batch_size: Most turns generated in one call.
         seed: Seeds sampling (each call uses ``seed`` plus a call counter).
         constrained: Constrain every turn to the turn grammar
-            (:mod:`agemem_gym.adapters.constrained`): ``<think>`` then tool calls that match the
+            (:mod:`agemem_gym.policies.llm.constrained`): ``<think>`` then tool calls that match the
             six schemas, an answer, or one of the valid actions the env lists. Off by default
             for full-size models (they learn the format); on for small ones.
-        grammar_limits: :func:`~agemem_gym.adapters.constrained.turn_lark` limits.
+        grammar_limits: :func:`~agemem_gym.policies.llm.constrained.turn_lark` limits.
     """
 
     name = "hf"
@@ -199,7 +199,7 @@ class HFPolicy(BasePolicy):
         self.constrained = bool(constrained)
         self.grammar: Any = None
         if self.constrained:
-            from agemem_gym.adapters.constrained import TurnGrammar
+            from agemem_gym.policies.llm.constrained import TurnGrammar
 
             vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
             self.grammar = TurnGrammar(tokenizer, vocab, **dict(grammar_limits or {}))
@@ -207,8 +207,8 @@ class HFPolicy(BasePolicy):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "smollm2", **kwargs: Any) -> HFPolicy:
-        """Load ``"smollm2"``, ``"tiny"`` or a local model folder (see :mod:`agemem_gym.adapters.hf_models`)."""
-        from agemem_gym.adapters.hf_models import load_model
+        """Load ``"smollm2"``, ``"tiny"`` or a local model folder (see :mod:`agemem_gym.policies.llm.models`)."""
+        from agemem_gym.policies.llm.models import load_model
 
         model, tok = load_model(name_or_path)
         return cls(model, tok, **kwargs)
@@ -287,7 +287,7 @@ class HFPolicy(BasePolicy):
         processors = LogitsProcessorList()
         grammar_processor = None
         if self.constrained:
-            from agemem_gym.adapters.constrained import GrammarLogitsProcessor
+            from agemem_gym.policies.llm.constrained import GrammarLogitsProcessor
 
             grammar_processor = GrammarLogitsProcessor(self.grammar, grammars)
             processors.append(grammar_processor)

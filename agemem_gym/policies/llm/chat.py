@@ -26,7 +26,7 @@ __all__ = ["HFChat", "OpenAIChat", "make_chat"]
 
 @functools.lru_cache(maxsize=4)
 def _shared_model(name_or_path: str) -> tuple[Any, Any]:
-    from agemem_gym.adapters.hf_models import load_model
+    from agemem_gym.policies.llm.models import load_model
 
     return load_model(name_or_path)
 
