@@ -40,6 +40,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
+    "ADD_MEMORY",
+    "UPDATE_MEMORY",
+    "DELETE_MEMORY",
+    "RETRIEVE_MEMORY",
+    "SUMMARY_CONTEXT",
+    "FILTER_CONTEXT",
     "TOOL_NAMES",
     "LTM_TOOLS",
     "STM_TOOLS",
@@ -55,8 +61,14 @@ __all__ = [
     "turn_text",
 ]
 
-LTM_TOOLS = ("Add_memory", "Update_memory", "Delete_memory")
-STM_TOOLS = ("Retrieve_memory", "Summary_context", "Filter_context")
+ADD_MEMORY = "Add_memory"
+UPDATE_MEMORY = "Update_memory"
+DELETE_MEMORY = "Delete_memory"
+RETRIEVE_MEMORY = "Retrieve_memory"
+SUMMARY_CONTEXT = "Summary_context"
+FILTER_CONTEXT = "Filter_context"
+LTM_TOOLS = (ADD_MEMORY, UPDATE_MEMORY, DELETE_MEMORY)
+STM_TOOLS = (RETRIEVE_MEMORY, SUMMARY_CONTEXT, FILTER_CONTEXT)
 TOOL_NAMES = LTM_TOOLS + STM_TOOLS
 
 
