@@ -2,6 +2,12 @@
 
     python benchmarks/check_determinism.py --seeds 100 --json results/check_determinism.json
     python benchmarks/check_determinism.py --ids AgeMem/HotpotQA-v0 --seeds 10
+    python benchmarks/check_determinism.py --seeds 100 --save-digests before.json      # on the old revision
+    python benchmarks/check_determinism.py --seeds 100 --compare before.json --ignore-info turn
+
+``--compare`` also checks a refactor: the digests must equal those another revision saved
+with ``--save-digests``; ``--ignore-info KEY`` leaves an ``info`` key out of every digest
+(for a key the newer revision added on purpose).
 
 The two runs happen in two separate Python processes with different ``PYTHONHASHSEED``
 values, so anything that leaks set/dict-of-str iteration order, ``id()``, the wall clock or
@@ -36,7 +42,11 @@ def _canonical(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, ensure_ascii=True, default=repr, allow_nan=True)
 
 
-def episode_digest(env: Any, seed: int, max_steps: int) -> tuple[str, int]:
+def _without(info: dict[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if k not in ignore} if ignore else info
+
+
+def episode_digest(env: Any, seed: int, max_steps: int, ignore: tuple[str, ...] = ()) -> tuple[str, int]:
     """SHA-256 of one seeded episode's full trajectory, and its number of steps."""
     from agemem_gym.policies import RandomPolicy
     from agemem_gym.tools import turn_text
@@ -48,7 +58,7 @@ def episode_digest(env: Any, seed: int, max_steps: int) -> tuple[str, int]:
     fuzzer = TurnFuzzer(seed, interactive=bool(getattr(env.unwrapped, "interactive", False)))
     digest = hashlib.sha256()
     obs, info = env.reset(seed=seed)
-    digest.update(_canonical([obs, info]).encode())
+    digest.update(_canonical([obs, _without(info, ignore)]).encode())
     steps = 0
     for steps in range(1, max_steps + 1):
         if steps % 3 == 0:
@@ -62,13 +72,13 @@ def episode_digest(env: Any, seed: int, max_steps: int) -> tuple[str, int]:
         else:
             action = policy.act(obs, info)
         obs, reward, term, trunc, info = env.step(action)
-        digest.update(_canonical([obs, reward, term, trunc, info]).encode())
+        digest.update(_canonical([obs, reward, term, trunc, _without(info, ignore)]).encode())
         if term or trunc:
             break
     return digest.hexdigest(), steps
 
 
-def digests(ids: list[str], seeds: int, max_steps: int) -> dict[str, Any]:
+def digests(ids: list[str], seeds: int, max_steps: int, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     """Digests of seeds ``0..seeds-1`` per id; one env per id plays them in order (engines start once)."""
     import gymnasium as gym
 
@@ -79,7 +89,7 @@ def digests(ids: list[str], seeds: int, max_steps: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         env = gym.make(env_id, privileged_info=True)
         try:
-            runs = {str(s): episode_digest(env, s, max_steps) for s in range(seeds)}
+            runs = {str(s): episode_digest(env, s, max_steps, ignore) for s in range(seeds)}
         finally:
             env.close()
         out[env_id] = {"runs": runs, "seconds": time.perf_counter() - t0}
@@ -94,7 +104,9 @@ def _deterministic_ids() -> list[str]:
     return [s.id for s in ENV_SPECS if not s.nondeterministic and s.id in TESTABLE_IDS]
 
 
-def run_twice(ids: list[str], seeds: int, max_steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_twice(
+    ids: list[str], seeds: int, max_steps: int, ignore: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute the digests in two processes with different hash seeds, in parallel."""
     procs = []
     for hash_seed in ("1", "2"):
@@ -102,6 +114,8 @@ def run_twice(ids: list[str], seeds: int, max_steps: int) -> tuple[dict[str, Any
         env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
         cmd = [sys.executable, str(HERE / "check_determinism.py"), "--worker", "--seeds", str(seeds)]
         cmd += ["--max-steps", str(max_steps), "--ids", *ids]
+        if ignore:
+            cmd += ["--ignore-info", *ignore]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
     outs = []
     for p in procs:
@@ -119,22 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--save-digests", default=None, help="write every (id, seed) digest to this JSON file")
+    parser.add_argument("--compare", default=None, help="digests saved by --save-digests that must match")
+    parser.add_argument("--ignore-info", nargs="+", default=[], help="info keys left out of the digests")
     args = parser.parse_args(argv)
     ids = args.ids or _deterministic_ids()
+    ignore = tuple(args.ignore_info)
     if args.worker:
-        print(json.dumps(digests(ids, args.seeds, args.max_steps)))
+        print(json.dumps(digests(ids, args.seeds, args.max_steps, ignore)))
         return 0
 
     t0 = time.perf_counter()
-    a, b = run_twice(ids, args.seeds, args.max_steps)
-    rows, mismatches = [], []
+    a, b = run_twice(ids, args.seeds, args.max_steps, ignore)
+    reference = json.loads(Path(args.compare).read_text()) if args.compare else None
+    rows, mismatches, changed = [], [], []
     for env_id in ids:
         ra, rb = a[env_id]["runs"], b[env_id]["runs"]
         bad = [s for s in ra if ra[s] != rb[s]]
         mismatches += [f"{env_id} seed {s}" for s in bad]
         steps = sum(v[1] for v in ra.values())
-        rows.append([env_id, len(ra), steps, len(bad), a[env_id]["seconds"]])
-    print(format_table(["env id", "seeds", "steps per run", "mismatching seeds", "seconds per run"], rows))
+        row = [env_id, len(ra), steps, len(bad), a[env_id]["seconds"]]
+        if reference is not None:
+            old = reference.get(env_id, {}).get("runs", {})
+            moved = [s for s in ra if s not in old or old[s][0] != ra[s][0]]
+            changed += [f"{env_id} seed {s}" for s in moved]
+            row.insert(4, len(moved))
+        rows.append(row)
+    headers = ["env id", "seeds", "steps per run", "mismatching seeds", "seconds per run"]
+    if reference is not None:
+        headers.insert(4, "differ from --compare")
+    print(format_table(headers, rows))
     total = sum(r[1] for r in rows)
     print(
         f"\n{total} episodes x 2 processes (PYTHONHASHSEED 1 and 2) over {len(ids)} ids in "
@@ -142,8 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for m in mismatches[:20]:
         print("MISMATCH", m)
-    write_json(args.json, {"meta": run_metadata(), "args": vars(args), "rows": rows, "mismatches": mismatches})
-    return 1 if mismatches else 0
+    if reference is not None:
+        print(f"{len(changed)} trajectories differ from {args.compare}")
+        for m in changed[:20]:
+            print("CHANGED", m)
+    if args.save_digests:
+        Path(args.save_digests).write_text(json.dumps(a))
+    result = {"meta": run_metadata(), "args": vars(args), "rows": rows, "mismatches": mismatches, "changed": changed}
+    write_json(args.json, result)
+    return 1 if mismatches or changed else 0
 
 
 if __name__ == "__main__":
