@@ -163,7 +163,7 @@ class RewardConfig:
 
         The no-answer penalty is added unweighted and the total is clipped to [−1, 1].
         """
-        base = dict(
+        base: dict[str, Any] = dict(
             w_task=0.5, w_context=0.15, w_memory=0.15, w_tool_efficiency=0.2, weight_no_answer=False, clip=(-1.0, 1.0)
         )
         base.update(overrides)
@@ -172,7 +172,7 @@ class RewardConfig:
     @classmethod
     def answer_only(cls, **overrides: Any) -> RewardConfig:
         """The paper's "Answer-Only" ablation: the task score alone (plus penalties)."""
-        base = dict(w_task=1.0, w_context=0.0, w_memory=0.0)
+        base: dict[str, Any] = dict(w_task=1.0, w_context=0.0, w_memory=0.0)
         base.update(overrides)
         return cls(**base)
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import retrieval_relevance, storage_quality
 from agemem_gym.text import STOPWORDS, content_words
+from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
 
 __all__ = ["EpisodeTrace", "RewardBreakdown", "compute_reward", "key_terms", "preservation", "tool_efficiency"]
 
@@ -120,9 +121,9 @@ def tool_efficiency(trace: EpisodeTrace, max_rounds: int) -> float:
     calls = sum(trace.tool_calls.values())
     ratio = calls / max(1, trace.turns)
     value = 0.2 if 0.3 <= ratio <= 2 else (-0.1 if ratio > 3 else 0.0)
-    value += 0.2 if trace.tool_calls["Retrieve_memory"] else 0.0
-    value += 0.2 if trace.tool_calls["Summary_context"] or trace.tool_calls["Filter_context"] else 0.0
-    value += 0.1 if trace.tool_calls["Add_memory"] else 0.0
+    value += 0.2 if trace.tool_calls[RETRIEVE_MEMORY] else 0.0
+    value += 0.2 if trace.tool_calls[SUMMARY_CONTEXT] or trace.tool_calls[FILTER_CONTEXT] else 0.0
+    value += 0.1 if trace.tool_calls[ADD_MEMORY] else 0.0
     value += 0.2 * (1 - min(trace.stage3_rounds, max_rounds) / max_rounds)
     return min(1.0, max(-0.5, value))
 
@@ -134,6 +135,55 @@ def _weighted(values: Sequence[float | None], weights: Sequence[float]) -> float
         return 0.0
     # renormalise so a term without gold data does not silently shrink the component
     return sum(v * w for v, w in pairs) * (sum(weights) / total_w)
+
+
+def _preventive(trace: EpisodeTrace) -> float:
+    """1.0 if a Summary/Filter ran before the context first overflowed (or it never did)."""
+    reduced, overflowed = trace.first_reduction_step, trace.first_overflow_step
+    return float(reduced is not None and (overflowed is None or reduced < overflowed))
+
+
+def _context_terms(
+    trace: EpisodeTrace, question: str, max_context_tokens: int, answered: bool
+) -> tuple[float, float, float]:
+    """Compression, preventive and preservation; compression and preservation need an answer."""
+    if not answered:
+        return 0.0, _preventive(trace), 0.0
+    compression = max(0.0, 1.0 - trace.answer_context_tokens / max_context_tokens)
+    return compression, _preventive(trace), preservation(question, trace.answer_context)
+
+
+def _memory_terms(trace: EpisodeTrace, facts: Sequence[str] | None) -> tuple[float | None, float, float | None]:
+    """Storage, maintenance and relevance; storage and relevance are ``None`` without gold facts."""
+    maintenance = float(trace.updates + trace.deletes > 0)
+    if not facts:
+        return None, maintenance, None
+    storage = storage_quality(trace.stage1_added, facts)
+    return storage, maintenance, retrieval_relevance(list(trace.retrieved_stage3.values()), facts)
+
+
+def _penalties(
+    trace: EpisodeTrace, config: RewardConfig, max_context_tokens: int, answered: bool
+) -> tuple[float, float, float]:
+    """P_rounds, P_overflow and the floored invalid-call penalty."""
+    rounds_p = config.rounds_penalty if trace.rounds_exceeded else 0.0
+    overflow_p = config.overflow_penalty if answered and trace.answer_context_tokens > max_context_tokens else 0.0
+    invalid_p = 0.0
+    if trace.invalid_calls:
+        invalid_p = max(config.invalid_penalty_floor, config.invalid_call_penalty * trace.invalid_calls)
+    return rounds_p, overflow_p, invalid_p
+
+
+def _weighted_total(config: RewardConfig, task: float, answered: bool, terms: tuple[float, float, float]) -> float:
+    """``w_task·R_task + w_context·R_context + w_memory·R_memory + w_te·R_te`` for ``terms = (context, memory, te)``."""
+    context, memory, te = terms
+    # the released code adds the no-answer value unweighted (``weight_no_answer=False``)
+    task_term = config.w_task * task if (answered or config.weight_no_answer) else task
+    return task_term + config.w_context * context + config.w_memory * memory + config.w_tool_efficiency * te
+
+
+def _clip(total: float, bounds: tuple[float, float] | None) -> float:
+    return total if bounds is None else min(bounds[1], max(bounds[0], total))
 
 
 def compute_reward(
@@ -161,33 +211,16 @@ def compute_reward(
         The breakdown; ``total`` is what the last step returns.
     """
     answered = task_score is not None
-    task = float(task_score) if answered else config.no_answer
-    compression = max(0.0, 1.0 - trace.answer_context_tokens / max_context_tokens) if answered else 0.0
-    preventive = float(
-        trace.first_reduction_step is not None
-        and (trace.first_overflow_step is None or trace.first_reduction_step < trace.first_overflow_step)
-    )
-    preserved = preservation(question, trace.answer_context) if answered else 0.0
+    task = config.no_answer if task_score is None else float(task_score)
+    compression, preventive, preserved = _context_terms(trace, question, max_context_tokens, answered)
+    storage, maintenance, relevance = _memory_terms(trace, facts)
     context = _weighted([compression, preventive, preserved], config.context_weights)
-    storage = storage_quality(trace.stage1_added, facts) if facts else None
-    maintenance = float(trace.updates + trace.deletes > 0)
-    relevance = retrieval_relevance(list(trace.retrieved_stage3.values()), facts) if facts else None
     memory = _weighted([storage, maintenance, relevance], config.memory_weights)
     te = tool_efficiency(trace, max_rounds) if config.w_tool_efficiency else 0.0
-    rounds_p = config.rounds_penalty if trace.rounds_exceeded else 0.0
-    overflow_p = config.overflow_penalty if answered and trace.answer_context_tokens > max_context_tokens else 0.0
-    invalid_p = (
-        max(config.invalid_penalty_floor, config.invalid_call_penalty * trace.invalid_calls)
-        if trace.invalid_calls
-        else 0.0
-    )
-    task_term = config.w_task * task if (answered or config.weight_no_answer) else task
-    total = task_term + config.w_context * context + config.w_memory * memory + config.w_tool_efficiency * te
-    total += rounds_p + overflow_p + invalid_p
-    if config.clip is not None:
-        total = min(config.clip[1], max(config.clip[0], total))
+    rounds_p, overflow_p, invalid_p = _penalties(trace, config, max_context_tokens, answered)
+    total = _weighted_total(config, task, answered, (context, memory, te)) + (rounds_p + overflow_p + invalid_p)
     return RewardBreakdown(
-        total=float(total),
+        total=float(_clip(total, config.clip)),
         task=task,
         task_score=task_score,
         context=context,

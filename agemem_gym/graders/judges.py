@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from agemem_gym.error import InvalidConfig, unknown_name
@@ -145,7 +145,7 @@ class LLMMemoryJudge:
         return _parse_score(self.chat([{"role": "user", "content": prompt}]))
 
 
-_ANSWER_JUDGES = {"f1": F1Judge, "em": ExactMatchJudge}
+_ANSWER_JUDGES: dict[str, Callable[[], AnswerJudge]] = {"f1": F1Judge, "em": ExactMatchJudge}
 
 
 def make_judge(spec: str | AnswerJudge | None) -> AnswerJudge:

@@ -16,7 +16,7 @@ internals (``ltm``, ``stm``, ``task``, ``embedder``) are only read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +25,7 @@ from gymnasium import spaces
 from agemem_gym.adapters.sb3.features import ACTIONS, FeatureExtractor, FocusState, count_retrieved
 from agemem_gym.core import MemoryEnv, Observation
 from agemem_gym.error import InvalidConfig, ResetNeeded
+from agemem_gym.policies.base import Policy
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.seeding import stable_seed
 from agemem_gym.tools import format_answer, format_tool_call, parse_turn
@@ -139,7 +140,13 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
     @property
     def memory_env(self) -> MemoryEnv:
         """The wrapped ``MemoryEnv`` (read-only use)."""
-        return self.env.unwrapped  # type: ignore[return-value]
+        return cast(MemoryEnv, self.env.unwrapped)  # the constructor checked that it is one
+
+    @property
+    def _text_env(self) -> gym.Env[Observation, str]:
+        """The wrapped env with its own spaces' types (chat in, turn text out)."""
+        # gymnasium 1.x annotates Wrapper.env with the wrapper's (numeric) types, not the inner env's
+        return cast("gym.Env[Observation, str]", self.env)
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -159,7 +166,7 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
             self._task_rng = np.random.default_rng(stable_seed("memory-control", seed))
         if self._tasks is not None and options.get("task_id") is None:
             options["task_id"] = self._tasks[int(self._task_rng.integers(len(self._tasks)))]
-        chat, info = self.env.reset(seed=seed, options=options or None)
+        chat, info = self._text_env.reset(seed=seed, options=options or None)
         self._chat, self._info = chat, info
         self._last_action = None
         self._refresh_focus()
@@ -176,7 +183,7 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
         """
         index = _action_index(action)
         turn = self.turn_for(index)
-        chat, reward, terminated, truncated, info = self.env.step(turn)
+        chat, reward, terminated, truncated, info = self._text_env.step(turn)
         self._chat, self._info = chat, info
         self._last_action = index
         if not (terminated or truncated) and int(info.get("round", 0)) == 0:
@@ -234,7 +241,8 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
         self._reader_fallback = False
         if hasattr(self.reader, "answer"):
             return str(self.reader.answer(question, passages))
-        parsed = parse_turn(self.reader.act(self._chat, self._info))
+        policy = cast(Policy, self.reader)  # no answer(): the constructor checked that it has act()
+        parsed = parse_turn(policy.act(self._chat, self._info))
         if parsed.kind == "answer" and parsed.answer:
             return parsed.answer
         self._reader_fallback = True

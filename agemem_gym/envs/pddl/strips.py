@@ -147,7 +147,8 @@ class StripsSimulator:
     def _join_order(self, op: Operator) -> tuple[Atom, ...]:
         """The positive preconditions in join order: most already-bound terms first (computed once)."""
         if op.name not in self._orders:
-            pending, bound, order = list(op.pre_pos), set(), []
+            pending, order = list(op.pre_pos), []
+            bound: set[str] = set()
             while pending:
                 best = max(pending, key=lambda a: sum(not is_variable(t) or t in bound for t in a[1:]))
                 pending.remove(best)

@@ -80,9 +80,10 @@ class ScienceWorldEngine:
         self._gateway: Any = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._heap_opts = (f"-Xmx{int(heap_mb)}m", "-XX:+UseSerialGC")
+        gateway = None
         if deterministic:
             try:
-                self._launch(DETERMINISTIC_JAVA_OPTS)
+                gateway = self._launch(DETERMINISTIC_JAVA_OPTS)
                 self.deterministic = True
             except (ValueError, OSError):  # the JVM rejected the option and exited before printing its port
                 warnings.warn(
@@ -91,11 +92,12 @@ class ScienceWorldEngine:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        if self._gateway is None:
-            self._launch(())
-        self.server = self._gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
+        if gateway is None:
+            gateway = self._launch(())
+        self.server = gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
 
-    def _launch(self, java_opts: tuple[str, ...]) -> None:
+    def _launch(self, java_opts: tuple[str, ...]) -> Any:
+        """Start the JVM with ``java_opts`` and connect; returns the gateway (also kept for ``close``)."""
         from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
         from scienceworld.constants import BASEPATH, JAR_PATH
 
@@ -109,6 +111,7 @@ class ScienceWorldEngine:
         )
         self._proc = proc
         self._gateway = JavaGateway(gateway_parameters=GatewayParameters(port=port), java_process=proc)
+        return self._gateway
 
     @property
     def pid(self) -> int | None:
