@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import retrieval_relevance, storage_quality
 from agemem_gym.text import STOPWORDS, content_words
+from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
 
 __all__ = ["EpisodeTrace", "RewardBreakdown", "compute_reward", "key_terms", "preservation", "tool_efficiency"]
 
@@ -120,9 +121,9 @@ def tool_efficiency(trace: EpisodeTrace, max_rounds: int) -> float:
     calls = sum(trace.tool_calls.values())
     ratio = calls / max(1, trace.turns)
     value = 0.2 if 0.3 <= ratio <= 2 else (-0.1 if ratio > 3 else 0.0)
-    value += 0.2 if trace.tool_calls["Retrieve_memory"] else 0.0
-    value += 0.2 if trace.tool_calls["Summary_context"] or trace.tool_calls["Filter_context"] else 0.0
-    value += 0.1 if trace.tool_calls["Add_memory"] else 0.0
+    value += 0.2 if trace.tool_calls[RETRIEVE_MEMORY] else 0.0
+    value += 0.2 if trace.tool_calls[SUMMARY_CONTEXT] or trace.tool_calls[FILTER_CONTEXT] else 0.0
+    value += 0.1 if trace.tool_calls[ADD_MEMORY] else 0.0
     value += 0.2 * (1 - min(trace.stage3_rounds, max_rounds) / max_rounds)
     return min(1.0, max(-0.5, value))
 
@@ -161,7 +162,7 @@ def compute_reward(
         The breakdown; ``total`` is what the last step returns.
     """
     answered = task_score is not None
-    task = float(task_score) if answered else config.no_answer
+    task = float(task_score) if task_score is not None else config.no_answer
     compression = max(0.0, 1.0 - trace.answer_context_tokens / max_context_tokens) if answered else 0.0
     preventive = float(
         trace.first_reduction_step is not None

@@ -85,9 +85,8 @@ def _format_help(allow_action: bool) -> str:
     return _FORMAT_HELP.format(action=" or <action>...</action>" if allow_action else "")
 
 
-def _text_turn(
-    kind: Literal["answer", "action"], think: str | None, text: str, notes: tuple[str, ...] = ()
-) -> ParsedTurn:
+def _text_turn(kind: str, think: str | None, text: str, notes: tuple[str, ...] = ()) -> ParsedTurn:
+    """An ``answer`` turn, or else an ``action`` turn, of ``text``."""
     if kind == "answer":
         return ParsedTurn("answer", think, answer=text, notes=notes)
     return ParsedTurn("action", think, action=text, notes=notes)

@@ -184,12 +184,13 @@ def evaluate_controller(
 
 
 def _episode(info: Mapping[str, Any], seed: int, reward: float, steps: int, counts: dict[str, int]) -> ControlEpisode:
+    f1 = info.get("f1")
     return ControlEpisode(
         task_id=str(info.get("task_id", "")),
         seed=seed,
         reward=reward,
         task_score=float(info.get("task_score") or 0.0),
-        f1=float(info.get("f1") if info.get("f1") is not None else info.get("task_score") or 0.0),
+        f1=float(f1 if f1 is not None else info.get("task_score") or 0.0),
         memory_quality=float(info.get("memory_quality") or 0.0),
         steps=steps,
         invalid_calls=int(info.get("invalid_calls", 0)),

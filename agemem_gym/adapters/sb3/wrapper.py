@@ -16,7 +16,7 @@ internals (``ltm``, ``stm``, ``task``, ``embedder``) are only read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +27,17 @@ from agemem_gym.core import MemoryEnv, Observation
 from agemem_gym.error import InvalidConfig, ResetNeeded
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.seeding import stable_seed
-from agemem_gym.tools import format_answer, format_tool_call, parse_turn
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DELETE_MEMORY,
+    FILTER_CONTEXT,
+    RETRIEVE_MEMORY,
+    SUMMARY_CONTEXT,
+    UPDATE_MEMORY,
+    format_answer,
+    format_tool_call,
+    parse_turn,
+)
 
 __all__ = ["Reader", "MemoryControlWrapper", "make_control_env"]
 
@@ -137,6 +147,11 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
         return self.features.names
 
     @property
+    def _inner(self) -> gym.Env[Observation, str]:
+        """The wrapped env with its own types (gymnasium annotates ``Wrapper.env`` with the wrapper's)."""
+        return cast("gym.Env[Observation, str]", self.env)
+
+    @property
     def memory_env(self) -> MemoryEnv:
         """The wrapped ``MemoryEnv`` (read-only use)."""
         return self.env.unwrapped  # type: ignore[return-value]
@@ -159,7 +174,7 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
             self._task_rng = np.random.default_rng(stable_seed("memory-control", seed))
         if self._tasks is not None and options.get("task_id") is None:
             options["task_id"] = self._tasks[int(self._task_rng.integers(len(self._tasks)))]
-        chat, info = self.env.reset(seed=seed, options=options or None)
+        chat, info = self._inner.reset(seed=seed, options=options or None)
         self._chat, self._info = chat, info
         self._last_action = None
         self._refresh_focus()
@@ -176,7 +191,7 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
         """
         index = _action_index(action)
         turn = self.turn_for(index)
-        chat, reward, terminated, truncated, info = self.env.step(turn)
+        chat, reward, terminated, truncated, info = self._inner.step(turn)
         self._chat, self._info = chat, info
         self._last_action = index
         if not (terminated or truncated) and int(info.get("round", 0)) == 0:
@@ -203,17 +218,17 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
                 return format_answer(self._answer(), "Answer from what memory gave back.")
             return format_answer(self.ack, "Nothing more to do with this message.")
         if name == "add":
-            call = {"name": "Add_memory", "arguments": {"content": content}}
+            call = {"name": ADD_MEMORY, "arguments": {"content": content}}
         elif name == "update":
-            call = {"name": "Update_memory", "arguments": {"memory_id": self._nearest(), "content": content}}
+            call = {"name": UPDATE_MEMORY, "arguments": {"memory_id": self._nearest(), "content": content}}
         elif name == "delete":
-            call = {"name": "Delete_memory", "arguments": {"memory_id": self._least_useful(), "confirmation": True}}
+            call = {"name": DELETE_MEMORY, "arguments": {"memory_id": self._least_useful(), "confirmation": True}}
         elif name == "retrieve":
-            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": self.top_k}}
+            call = {"name": RETRIEVE_MEMORY, "arguments": {"query": query, "top_k": self.top_k}}
         elif name == "summary":
-            call = {"name": "Summary_context", "arguments": {"span": "all"}}
+            call = {"name": SUMMARY_CONTEXT, "arguments": {"span": "all"}}
         else:
-            call = {"name": "Filter_context", "arguments": {"criteria": query}}
+            call = {"name": FILTER_CONTEXT, "arguments": {"criteria": query}}
         return format_tool_call([call], f"Memory controller: {name}.")
 
     def _nearest(self) -> str:
@@ -234,7 +249,7 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
         self._reader_fallback = False
         if hasattr(self.reader, "answer"):
             return str(self.reader.answer(question, passages))
-        parsed = parse_turn(self.reader.act(self._chat, self._info))
+        parsed = parse_turn(cast(Any, self.reader).act(self._chat, self._info))  # checked in __init__
         if parsed.kind == "answer" and parsed.answer:
             return parsed.answer
         self._reader_fallback = True
