@@ -140,6 +140,13 @@ class Tool:
     def __hash__(self) -> int:
         return hash((self.name, self.handler))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # read-only mappings do not pickle: rebuild from plain dicts (vector envs pickle their env's arguments)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("parameters", "aliases", "value_aliases"):
+            fields[key] = json.loads(json.dumps(dict(fields[key])))
+        return _rebuild_tool, (fields,)
+
     def schema(self) -> dict[str, Any]:
         """The tool in the format HF chat templates take as ``tools=`` (a fresh copy)."""
         return {
@@ -159,6 +166,11 @@ class Tool:
         """``Name(required, optional?)``, as error messages show the expected call."""
         args = (p if p in self.required else f"{p}?" for p in self.parameters)
         return f"{self.name}(" + ", ".join(args) + ")"
+
+
+def _rebuild_tool(fields: dict[str, Any]) -> Tool:
+    """Unpickle a :class:`Tool`."""
+    return Tool(**fields)
 
 
 class ToolTable:
@@ -212,6 +224,9 @@ class ToolTable:
 
     def __repr__(self) -> str:
         return f"ToolTable({list(self.names)})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return ToolTable, (self._tools,)
 
     def schemas(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """HF ``tools=`` schemas of ``names`` (default: every tool), fresh copies."""

@@ -91,3 +91,15 @@ def test_the_turn_grammar_allows_the_seventh_tool_and_no_unknown_one():
     default = TurnGrammar(tok, model.config.vocab_size, max_think_chars=40, max_string_chars=24)
     with pytest.raises(ValueError, match="not allowed"):
         default.masks(default.text(), ids)
+
+
+def test_a_custom_table_crosses_into_async_vector_envs():
+    def make():
+        return gym.make("AgeMem/Probe-Recall-v0", tools=TABLE)
+
+    envs = gym.vector.AsyncVectorEnv([make], shared_memory=False)  # the worker unpickles the table
+    try:
+        _, info = envs.reset(seed=0)
+        assert info["tool_calls"]["Count_memory"].tolist() == [0]
+    finally:
+        envs.close()

@@ -172,3 +172,14 @@ def test_histogram_names_keep_the_six_first_then_what_else_was_counted():
     assert histogram_names([]) == TOOL_NAMES
     counts = [{"Add_memory": 1, "Count_memory": 2}, {"Zap": 0, "Count_memory": 1}]
     assert histogram_names(counts) == (*TOOL_NAMES, "Count_memory", "Zap")
+
+
+def test_tables_pickle_and_copy():
+    """Vector envs pickle the env arguments; a table must survive it."""
+    import copy
+    import pickle
+
+    for table in (DEFAULT_TOOLS, DEFAULT_TOOLS.with_tools(Tool("Ping", "d", handler=_ok, touches=frozenset()))):
+        assert pickle.loads(pickle.dumps(table)) == table
+        assert copy.deepcopy(table) == table
+    assert pickle.loads(pickle.dumps(DEFAULT_TOOLS["Summary_context"])).value_aliases == {"span": {"full": "all"}}
