@@ -18,6 +18,7 @@ from agemem_gym.tools.prompt import system_prompt, tool_schemas
 from agemem_gym.tools.results import ToolResult, format_retrieved
 from agemem_gym.tools.table import (
     ADD_MEMORY,
+    ARGUMENT_TYPES,
     DEFAULT_TOOLS,
     DELETE_MEMORY,
     FILTER_CONTEXT,
@@ -27,6 +28,7 @@ from agemem_gym.tools.table import (
     SUMMARY_CONTEXT,
     TOOL_NAMES,
     TOOL_SCHEMAS,
+    TOUCH_KINDS,
     UPDATE_MEMORY,
     Tool,
     ToolTable,
@@ -46,6 +48,8 @@ __all__ = [
     "STM_TOOLS",
     "TOOL_SCHEMAS",
     "DEFAULT_TOOLS",
+    "TOUCH_KINDS",
+    "ARGUMENT_TYPES",
     "Tool",
     "ToolTable",
     "ToolContext",
