@@ -35,7 +35,6 @@ import numpy as np
 from agemem_gym.config import REWARD_PRESETS, EnvConfig, MemoryConfig, RewardConfig, coerce_config
 from agemem_gym.distractors import CorpusDistractors, DistractorSource
 from agemem_gym.error import InvalidConfig, ResetNeeded, unknown_name
-from agemem_gym.executor import ToolExecutor, ToolResult, format_retrieved
 from agemem_gym.graders.facts import memory_quality
 from agemem_gym.graders.judges import AnswerJudge, FactOverlapJudge, MemoryJudge, make_judge
 from agemem_gym.memory.context_ops import ContextFilter, CosineFilter, ExtractiveSummarizer, Summarizer
@@ -46,7 +45,17 @@ from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import TOOL_NAMES, ParsedTurn, parse_turn, system_prompt, turn_text
+from agemem_gym.tools import (
+    DEFAULT_TOOLS,
+    ParsedTurn,
+    ToolExecutor,
+    ToolResult,
+    ToolTable,
+    format_retrieved,
+    parse_turn,
+    system_prompt,
+    turn_text,
+)
 
 __all__ = ["MemoryEnv", "Observation"]
 
@@ -100,6 +109,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         summarizer: ``Summary_context`` executor (default: extractive, offline).
         context_filter: ``Filter_context`` executor (default: embedding cosine ≥ θ_f).
         distractors: Stage-2 distractor source (default: the bundled corpus).
+        tools: The tool table (default: :data:`~agemem_gym.tools.DEFAULT_TOOLS`, the six tools).
         tokenizer: A Hugging Face tokenizer to count tokens with (default: 4 bytes per token).
         render_mode: ``None`` or ``"ansi"``.
         **overrides: Any :class:`EnvConfig` or :class:`MemoryConfig` field by name.
@@ -121,6 +131,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         summarizer: Summarizer | None = None,
         context_filter: ContextFilter | None = None,
         distractors: DistractorSource | None = None,
+        tools: ToolTable | None = None,
         tokenizer: Any = None,
         render_mode: str | None = None,
         **overrides: Any,
@@ -132,6 +143,7 @@ class MemoryEnv(gym.Env[Observation, str]):
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
         self.render_mode = render_mode
+        self.tools = DEFAULT_TOOLS if tools is None else tools  # the executor checks its type
         self.embedder = make_embedder(embedder)
         self.judge = make_judge(judge)
         self.memory_judge = memory_judge or FactOverlapJudge()
@@ -147,11 +159,15 @@ class MemoryEnv(gym.Env[Observation, str]):
             self.memory_config,
             summarizer or ExtractiveSummarizer(self.counter),
             context_filter or CosineFilter(self.embedder, threshold=self.memory_config.filter_threshold),
+            self.tools,
         )
         self.action_space = UnicodeText(max_length=8 * self.config.max_response_tokens)
         self.observation_space = chat_space()
         self._system_prompt = system_prompt(
-            include_schemas=self.config.tools_in_system_prompt, interactive=self.interactive, task_note=self.task_note
+            self.tools,
+            include_schemas=self.config.tools_in_system_prompt,
+            interactive=self.interactive,
+            task_note=self.task_note,
         )
         self._task: Task | None = None
         self._done = True
@@ -266,6 +282,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             text if isinstance(action, str) else action,
             allow_action=self.interactive,
             max_calls=self.config.max_calls_per_turn,
+            tools=self.tools,
         )
         turn = self.stm.append("assistant", text, kind="turn", stage=self._stage)
         self._step_invalid = self._run_calls(parsed, turn) + self._report_errors(parsed, cut)
@@ -525,7 +542,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             "stage": self._stage,
             "round": self._round,
             "step": self._step,
-            "tool_calls": {name: int(self._trace.tool_calls[name]) for name in TOOL_NAMES},
+            "tool_calls": {name: int(self._trace.tool_calls[name]) for name in self.tools.names},
             "invalid_calls": int(self._trace.invalid_calls),
             "step_invalid_calls": int(step_invalid),
             "prompt_tokens": int(packed.tokens),
@@ -569,6 +586,7 @@ def _split_overrides(
                 "summarizer",
                 "context_filter",
                 "distractors",
+                "tools",
                 "tokenizer",
                 "render_mode",
             },

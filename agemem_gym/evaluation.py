@@ -14,7 +14,7 @@ import numpy as np
 import agemem_gym  # noqa: F401 - registers the ids
 from agemem_gym.error import InvalidConfig
 from agemem_gym.policies.base import Policy
-from agemem_gym.tools import TOOL_NAMES
+from agemem_gym.tools import histogram_names
 from agemem_gym.wrappers.record import maybe_record
 
 __all__ = ["EpisodeResult", "run_episodes", "summarize", "format_summary"]
@@ -148,6 +148,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def _tool_names(results: Sequence[EpisodeResult]) -> tuple[str, ...]:
+    """The six tools, then any tool of a custom table the episodes called."""
+    return histogram_names(r.tool_calls for r in results)
+
+
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
     """Means over episodes of every reported metric, tool calls per episode by tool included."""
     comps = list(dict.fromkeys(k for r in results for k in r.reward_components))
@@ -163,7 +168,7 @@ def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "turns": _mean([r.turns for r in results]),
         "invalid_calls": _mean([r.invalid_calls for r in results]),
         "answered": _mean([float(r.answer is not None) for r in results]),
-        "tool_calls": {t: _mean([r.tool_calls.get(t, 0) for r in results]) for t in TOOL_NAMES},
+        "tool_calls": {t: _mean([r.tool_calls.get(t, 0) for r in results]) for t in _tool_names(results)},
         "reward_components": {c: _mean([r.reward_components.get(c) for r in results]) for c in comps},
         "penalties": {p: _mean([r.penalties.get(p, 0.0) for r in results]) for p in ("rounds", "overflow", "invalid")},
     }
@@ -201,7 +206,8 @@ def format_summary(columns: Mapping[str, Mapping[str, Any]]) -> str:
         ("answered", "answered"),
     ]
     lines = table("Episode metrics", [(label, [columns[n].get(key) for n in names]) for label, key in metrics])
-    tools = [(t, [columns[n]["tool_calls"].get(t) for n in names]) for t in TOOL_NAMES]
+    tool_names = histogram_names(columns[n]["tool_calls"] for n in names)
+    tools = [(t, [columns[n]["tool_calls"].get(t) for n in names]) for t in tool_names]
     tools.append(("total", [sum(v or 0.0 for v in columns[n]["tool_calls"].values()) for n in names]))
     lines += table("Tool calls per episode", tools)
     comp_keys = list(first.get("reward_components", {}))

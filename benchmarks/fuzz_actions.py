@@ -43,6 +43,19 @@ from typing import Any
 
 from _common import format_table, run_metadata, write_json
 
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DEFAULT_TOOLS,
+    DELETE_MEMORY,
+    FILTER_CONTEXT,
+    RETRIEVE_MEMORY,
+    SUMMARY_CONTEXT,
+    TOOL_NAMES,
+    UPDATE_MEMORY,
+    Tool,
+    ToolTable,
+)
+
 INFO_KEYS = frozenset(
     {
         "task_id",
@@ -57,14 +70,6 @@ INFO_KEYS = frozenset(
         "overflow",
         "ltm_size",
     }
-)
-TOOL_NAMES = (
-    "Add_memory",
-    "Update_memory",
-    "Delete_memory",
-    "Retrieve_memory",
-    "Summary_context",
-    "Filter_context",
 )
 FAMILIES = (
     "valid",
@@ -112,11 +117,13 @@ class TurnFuzzer:
     Args:
         seed: Seed of the generator (the run is reproducible from it).
         interactive: Whether ``<action>`` belongs to the env's grammar.
+        tools: The env's tool table (valid calls use its tools; default: the six).
     """
 
-    def __init__(self, seed: int, interactive: bool = False) -> None:
+    def __init__(self, seed: int, interactive: bool = False, tools: ToolTable = DEFAULT_TOOLS) -> None:
         self.rng = random.Random(seed)
         self.interactive = interactive
+        self.tools = tools
         self.deleted: list[str] = []  # ids the env really deleted (the fuzzer re-uses them)
 
     # ---------------------------------------------------------------- pieces
@@ -168,27 +175,41 @@ class TurnFuzzer:
 
     def valid_call(self, known: list[str]) -> dict[str, Any]:
         """One well-formed call; Update/Delete use ids the memory holds when it holds any."""
-        name = self.rng.choice(TOOL_NAMES)
-        if name == "Add_memory":
+        name = self.rng.choice(self.tools.names)
+        if name == ADD_MEMORY:
             args: dict[str, Any] = {"content": self.word_text()}
             if self.rng.random() < 0.3:
                 args["metadata"] = {"topic": self.rng.choice(_WORDS)}
             if self.rng.random() < 0.3:
                 args["memory_type"] = self.rng.choice(["knowledge", "user_info", "task_pipeline"])
-        elif name == "Update_memory":
+        elif name == UPDATE_MEMORY:
             args = {"memory_id": self.memory_id(known), "content": self.word_text()}
-        elif name == "Delete_memory":
+        elif name == DELETE_MEMORY:
             args = {"memory_id": self.memory_id(known), "confirmation": self.rng.random() < 0.8}
-        elif name == "Retrieve_memory":
+        elif name == RETRIEVE_MEMORY:
             args = {"query": self.word_text(), "top_k": self.rng.randint(1, 8)}
             if self.rng.random() < 0.2:
                 args["metadata_filter"] = {"type": "knowledge"}
-        elif name == "Summary_context":
+        elif name == SUMMARY_CONTEXT:
             a = self.rng.randint(1, 6)
             args = {"span": self.rng.choice(["all", str(a), f"{a}-{a + self.rng.randint(0, 4)}", "full"])}
-        else:
+        elif name == FILTER_CONTEXT:
             args = {"criteria": self.word_text()}
+        else:  # a tool of a custom table: values of the declared types
+            args = self.schema_arguments(self.tools[name], known)
         return {"name": name, "arguments": args}
+
+    def schema_arguments(self, tool: Tool, known: list[str]) -> dict[str, Any]:
+        """Well-typed values for the required arguments of ``tool`` (ids for ``memory_id``)."""
+        draw = {
+            "string": self.word_text,
+            "integer": lambda: self.rng.randint(1, 8),
+            "boolean": lambda: self.rng.random() < 0.5,
+            "object": lambda: {"topic": self.rng.choice(_WORDS)},
+        }
+        return {
+            k: self.memory_id(known) if k == "memory_id" else draw[tool.parameters[k]["type"]]() for k in tool.required
+        }
 
     def valid_calls(self, known: list[str], n: int | None = None) -> list[dict[str, Any]]:
         return [self.valid_call(known) for _ in range(n or self.rng.randint(1, 4))]
@@ -251,7 +272,7 @@ class TurnFuzzer:
     @staticmethod
     def _id_call(name: str, mid: str) -> str:
         args: dict[str, Any] = {"memory_id": mid}
-        args.update({"content": "new"} if name == "Update_memory" else {"confirmation": True})
+        args.update({"content": "new"} if name == UPDATE_MEMORY else {"confirmation": True})
         return json.dumps([{"name": name, "arguments": args}])
 
     def _f_unknown_id(self, known: list[str], actions: list[str] | None) -> tuple[Any, bool]:
@@ -259,11 +280,9 @@ class TurnFuzzer:
             [f"mem_{self.rng.getrandbits(32):08x}", self.word_text(1, 2), "", "mem_", "MEM_0000000G", "x" * 5000]
         )
         mid = mid if mid not in known else "mem_zzzzzzzz"
-        name = self.rng.choice(["Update_memory", "Delete_memory"])
+        name = self.rng.choice([UPDATE_MEMORY, DELETE_MEMORY])
         args = (
-            {"memory_id": mid, "content": "new"}
-            if name == "Update_memory"
-            else {"memory_id": mid, "confirmation": True}
+            {"memory_id": mid, "content": "new"} if name == UPDATE_MEMORY else {"memory_id": mid, "confirmation": True}
         )
         return self.tool_text(json.dumps([{"name": name, "arguments": args}])), True
 
@@ -272,17 +291,15 @@ class TurnFuzzer:
         if not gone:
             if known:  # delete one now, so a later turn can reuse the id
                 call = {
-                    "name": "Delete_memory",
+                    "name": DELETE_MEMORY,
                     "arguments": {"memory_id": self.rng.choice(known), "confirmation": True},
                 }
                 return self.tool_text(json.dumps([call])), False
             return self._f_unknown_id(known, actions)
         mid = self.rng.choice(gone)
-        name = self.rng.choice(["Update_memory", "Delete_memory"])
+        name = self.rng.choice([UPDATE_MEMORY, DELETE_MEMORY])
         args = (
-            {"memory_id": mid, "content": "back"}
-            if name == "Update_memory"
-            else {"memory_id": mid, "confirmation": True}
+            {"memory_id": mid, "content": "back"} if name == UPDATE_MEMORY else {"memory_id": mid, "confirmation": True}
         )
         return self.tool_text(json.dumps([{"name": name, "arguments": args}])), True
 
@@ -296,9 +313,9 @@ class TurnFuzzer:
         nested: Any = {"leaf": 1}
         for _ in range(depth):
             nested = {"k": nested} if self.rng.random() < 0.5 else [nested]
-        name = self.rng.choice(["Add_memory", "Retrieve_memory"])
-        key = "metadata" if name == "Add_memory" else "metadata_filter"
-        args = {"content": "x", key: {"deep": nested}} if name == "Add_memory" else {"query": "x", key: {"d": nested}}
+        name = self.rng.choice([ADD_MEMORY, RETRIEVE_MEMORY])
+        key = "metadata" if name == ADD_MEMORY else "metadata_filter"
+        args = {"content": "x", key: {"deep": nested}} if name == ADD_MEMORY else {"query": "x", key: {"d": nested}}
         call = {"name": name, "arguments": args}
         if roll < 0.7:  # structured: json.dumps/repr of the whole action may hit the recursion limit
             return call, True
@@ -312,9 +329,9 @@ class TurnFuzzer:
         blob = self.rng.choice(["x", "ab ", "\u00e9", "\U0001f600", "\x00"]) * n
         where = self.rng.random()
         if where < 0.3:
-            return self.tool_text(json.dumps([{"name": "Add_memory", "arguments": {"content": blob}}])), True
+            return self.tool_text(json.dumps([{"name": ADD_MEMORY, "arguments": {"content": blob}}])), True
         if where < 0.5:
-            return {"name": "Retrieve_memory", "arguments": {"query": blob}}, True
+            return {"name": RETRIEVE_MEMORY, "arguments": {"query": blob}}, True
         if where < 0.7:
             return f"<think>{blob}</think><answer>a</answer>", n > 40_000
         if where < 0.85 and self.interactive:
@@ -325,10 +342,10 @@ class TurnFuzzer:
         text = self.unicode_text(self.rng.randint(1, 60))
         roll = self.rng.random()
         if roll < 0.3:
-            call = {"name": "Add_memory", "arguments": {"content": text, "metadata": {text[:20]: text}}}
+            call = {"name": ADD_MEMORY, "arguments": {"content": text, "metadata": {text[:20]: text}}}
             return self.tool_text(json.dumps([call], ensure_ascii=self.rng.random() < 0.5)), False
         if roll < 0.5:
-            return {"name": self.rng.choice(["Retrieve_memory", "Filter_context"]), "arguments": {"query": text}}, False
+            return {"name": self.rng.choice([RETRIEVE_MEMORY, FILTER_CONTEXT]), "arguments": {"query": text}}, False
         if roll < 0.7:
             return f"<think>{text}</think><answer>{text}</answer>", False
         if roll < 0.85 and self.interactive:
@@ -337,7 +354,7 @@ class TurnFuzzer:
 
     def _f_many_calls(self, known: list[str], actions: list[str] | None) -> tuple[Any, bool]:
         n = self.rng.choice([17, 100, 1000, 5000])
-        calls = [{"name": "Add_memory", "arguments": {"content": f"fact {i} {self.word_text(1, 3)}"}} for i in range(n)]
+        calls = [{"name": ADD_MEMORY, "arguments": {"content": f"fact {i} {self.word_text(1, 3)}"}} for i in range(n)]
         if self.rng.random() < 0.5:
             return calls, True  # structured: never cut by max_response_tokens
         return self.tool_text(json.dumps(calls)), True
@@ -379,12 +396,12 @@ class TurnFuzzer:
             ([], True),
             ({}, True),
             ([None, 1, "x"], True),
-            ({"name": "Add_memory", "arguments": {1: "x", (2,): "y"}}, True),
-            ({"name": "Add_memory", "arguments": {"content": object()}}, True),
-            ({"name": "Add_memory", "arguments": {"content": "x", "metadata": {"s": {1, 2}}}}, True),
-            ({"name": "Retrieve_memory", "arguments": {"query": "q", "top_k": 10**30}}, True),
-            ({"name": "Retrieve_memory", "arguments": {"query": "q", "top_k": float("nan")}}, True),
-            ({"name": "Add_memory", "arguments": {"content": "x", "metadata": {"n": 10**5000}}}, True),
+            ({"name": ADD_MEMORY, "arguments": {1: "x", (2,): "y"}}, True),
+            ({"name": ADD_MEMORY, "arguments": {"content": object()}}, True),
+            ({"name": ADD_MEMORY, "arguments": {"content": "x", "metadata": {"s": {1, 2}}}}, True),
+            ({"name": RETRIEVE_MEMORY, "arguments": {"query": "q", "top_k": 10**30}}, True),
+            ({"name": RETRIEVE_MEMORY, "arguments": {"query": "q", "top_k": float("nan")}}, True),
+            ({"name": ADD_MEMORY, "arguments": {"content": "x", "metadata": {"n": 10**5000}}}, True),
         ]
         return self.rng.choice(options)
 
@@ -562,7 +579,10 @@ def fuzz_env(env_id: str, turns: int, seed: int = 0, budget_s: float = math.inf)
     import agemem_gym  # noqa: F401
 
     runner = _Runner(env_id, lambda: gym.make(env_id), seed)
-    fuzzer = TurnFuzzer(seed, interactive=bool(getattr(runner.env.unwrapped, "interactive", False)))
+    base = runner.env.unwrapped
+    fuzzer = TurnFuzzer(
+        seed, interactive=bool(getattr(base, "interactive", False)), tools=getattr(base, "tools", DEFAULT_TOOLS)
+    )
     t0 = time.perf_counter()
     try:
         while runner.turns < turns and time.perf_counter() - t0 < budget_s:

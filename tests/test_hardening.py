@@ -14,11 +14,10 @@ from agemem_gym.config import EnvConfig, MemoryConfig
 from agemem_gym.data import load_hotpotqa
 from agemem_gym.data.locomo import load_locomo
 from agemem_gym.error import DataFormatError, InvalidConfig, MemoryFileError
-from agemem_gym.executor import ToolExecutor
 from agemem_gym.memory import LongTermMemory
 from agemem_gym.memory.context_ops import CosineFilter, ExtractiveSummarizer
 from agemem_gym.memory.stm import ApproxTokenCounter, ShortTermMemory
-from agemem_gym.tools import MAX_ARGUMENT_DEPTH, ToolCall, format_answer, parse_turn, turn_text
+from agemem_gym.tools import MAX_ARGUMENT_DEPTH, ToolCall, ToolExecutor, format_answer, parse_turn, turn_text
 
 
 def tc(*calls):

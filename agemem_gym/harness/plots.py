@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agemem_gym.error import missing_dependency
-from agemem_gym.harness.report import _SHORT, focus_benchmark, main_table
-from agemem_gym.tools import TOOL_NAMES
+from agemem_gym.harness.report import focus_benchmark, main_table, tool_columns, tool_label
 
 __all__ = ["write_plots"]
 
@@ -78,11 +77,12 @@ def write_plots(result: Mapping[str, Any], folder: str | Path) -> list[Path]:
     focus = focus_benchmark(result)
     if focus is not None:
         cols = result["results"][focus]
+        tools = tool_columns(cols.get(n, {}) for n in names)
         fig, ax = plt.subplots(figsize=(8, 3.8))
         _grouped(
             ax,
-            [_SHORT[t] for t in TOOL_NAMES],
-            {n: [cols.get(n, {}).get("tool_calls", {}).get(t) for t in TOOL_NAMES] for n in names},
+            [tool_label(t) for t in tools],
+            {n: [cols.get(n, {}).get("tool_calls", {}).get(t) for t in tools] for n in names},
         )
         ax.set_ylabel("calls per episode")
         ax.set_title(f"Tool use ({focus}, Table 3 shape)")

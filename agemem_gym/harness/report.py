@@ -8,21 +8,22 @@ run has one (as the paper), else the first benchmark with answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agemem_gym.tools import TOOL_NAMES
+from agemem_gym.tools import histogram_names
 
-__all__ = ["render_report", "main_table", "focus_benchmark"]
+__all__ = ["render_report", "main_table", "focus_benchmark", "tool_label", "tool_columns"]
 
-_SHORT = {
-    "Add_memory": "ADD",
-    "Update_memory": "UPDATE",
-    "Delete_memory": "DELETE",
-    "Retrieve_memory": "RETRIEVE",
-    "Summary_context": "SUMMARY",
-    "Filter_context": "FILTER",
-}
+
+def tool_label(name: str) -> str:
+    """The short label of a tool in the paper's Table 3: ``Add_memory`` -> ``ADD``."""
+    return name.split("_", 1)[0].upper()
+
+
+def tool_columns(summaries: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The tools to report for some run summaries: the six, then any other tool they counted."""
+    return histogram_names(s.get("tool_calls") or {} for s in summaries)
 
 
 def _num(v: Any, digits: int = 2, scale: float = 1.0) -> str:
@@ -65,9 +66,40 @@ def focus_benchmark(result: Mapping[str, Any]) -> str | None:
 
 def render_report(result: Mapping[str, Any]) -> str:
     """The whole report as Markdown."""
+    names = list(result["config"]["policies"])
+    labels, rows = main_table(result)
+    metrics = {b["label"]: b["metric"] for b in result["benchmarks"]}
+    lines = _header(result, names)
+    lines += ["## Table 2 — main results (%)", ""]
+    lines += _table(
+        ["Method", *(f"{lab} ({metrics[lab]})" for lab in labels), "Average"],
+        [[n, *(_num(v, 2, 100) for v in row)] for n, row in zip(names, rows)],
+    )
+    lines += ["## Per benchmark", ""]
+    for label in labels:
+        columns = result["results"].get(label)
+        if columns:
+            lines += [f"### {label}", ""]
+            lines += _table(["metric", *names], _detail_rows(columns, names))
+    focus = focus_benchmark(result)
+    if focus is not None:
+        lines += _focus_sections(focus, result["results"][focus], names)
+    lines += ["## Tool calls per episode, all benchmarks (total)", ""]
+    lines += _table(
+        ["Benchmark", *names],
+        [[label, *(_num(_total_calls(result["results"].get(label, {}).get(n)), 2) for n in names)] for label in labels],
+    )
+    if result.get("errors"):
+        lines += ["## Not run", ""]
+        lines += [f"- {label} / {name}: {err}" for label, per in result["errors"].items() for name, err in per.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _header(result: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """The run's provenance and the benchmark list."""
     cfg, meta = result["config"], result["meta"]
-    names = list(cfg["policies"])
-    lines = [
+    return [
         "# agemem eval report",
         "",
         f"- command: `{cfg.get('command') or 'evaluate_suite(...)'}`",
@@ -88,48 +120,24 @@ def render_report(result: Mapping[str, Any]) -> str:
         ),
         "",
     ]
-    labels, rows = main_table(result)
-    metrics = {b["label"]: b["metric"] for b in result["benchmarks"]}
-    lines += ["## Table 2 — main results (%)", ""]
-    lines += _table(
-        ["Method", *(f"{lab} ({metrics[lab]})" for lab in labels), "Average"],
-        [[n, *(_num(v, 2, 100) for v in row)] for n, row in zip(names, rows)],
-    )
-    lines += ["## Per benchmark", ""]
-    for label in labels:
-        columns = result["results"].get(label)
-        if not columns:
-            continue
-        lines += [f"### {label}", ""]
-        lines += _table(["metric", *names], _detail_rows(columns, names))
-    focus = focus_benchmark(result)
-    if focus is not None:
-        cols = result["results"][focus]
-        lines += [f"## Fig. 2 — memory quality ({focus})", ""]
-        lines += _table(["Method", "MQ (0-1)"], [[n, _num(cols.get(n, {}).get("memory_quality"), 3)] for n in names])
-        lines += [f"## Fig. 3 — prompt tokens per turn ({focus})", ""]
-        base_name = "rag" if "rag" in names else names[0]
-        base = cols.get(base_name, {}).get("prompt_tokens")
-        fig3 = []
-        for n in names:
-            tok = cols.get(n, {}).get("prompt_tokens")
-            red = None if tok is None or not base else (base - tok) / base
-            fig3.append([n, _num(tok, 0), _num(red, 1, 100) + "%" if red is not None else "n/a"])
-        lines += _table(["Method", "prompt tokens", f"reduction vs {base_name}"], fig3)
-        lines += [f"## Table 3 — tool calls per episode ({focus})", ""]
-        lines += _table(["Tool", *names], _tool_rows({n: cols.get(n, {}) for n in names}, names))
-    lines += ["## Tool calls per episode, all benchmarks (total)", ""]
-    lines += _table(
-        ["Benchmark", *names],
-        [[label, *(_num(_total_calls(result["results"].get(label, {}).get(n)), 2) for n in names)] for label in labels],
-    )
-    if result.get("errors"):
-        lines += ["## Not run", ""]
-        for label, per in result["errors"].items():
-            for name, err in per.items():
-                lines.append(f"- {label} / {name}: {err}")
-        lines.append("")
-    return "\n".join(lines)
+
+
+def _focus_sections(focus: str, cols: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """Fig. 2 (memory quality), Fig. 3 (prompt tokens) and Table 3 (tool calls) of the focus benchmark."""
+    lines = [f"## Fig. 2 — memory quality ({focus})", ""]
+    lines += _table(["Method", "MQ (0-1)"], [[n, _num(cols.get(n, {}).get("memory_quality"), 3)] for n in names])
+    lines += [f"## Fig. 3 — prompt tokens per turn ({focus})", ""]
+    base_name = "rag" if "rag" in names else names[0]
+    base = cols.get(base_name, {}).get("prompt_tokens")
+    fig3 = []
+    for n in names:
+        tok = cols.get(n, {}).get("prompt_tokens")
+        red = None if tok is None or not base else (base - tok) / base
+        fig3.append([n, _num(tok, 0), _num(red, 1, 100) + "%" if red is not None else "n/a"])
+    lines += _table(["Method", "prompt tokens", f"reduction vs {base_name}"], fig3)
+    lines += [f"## Table 3 — tool calls per episode ({focus})", ""]
+    lines += _table(["Tool", *names], _tool_rows({n: cols.get(n, {}) for n in names}, names))
+    return lines
 
 
 def _total_calls(summary: Mapping[str, Any] | None) -> float | None:
@@ -139,7 +147,8 @@ def _total_calls(summary: Mapping[str, Any] | None) -> float | None:
 
 
 def _tool_rows(columns: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[list[str]]:
-    rows = [[_SHORT[t], *(_num(columns[n].get("tool_calls", {}).get(t)) for n in names)] for t in TOOL_NAMES]
+    tools = tool_columns(columns[n] for n in names)
+    rows = [[tool_label(t), *(_num(columns[n].get("tool_calls", {}).get(t)) for n in names)] for t in tools]
     rows.append(["Total", *(_num(_total_calls(columns[n])) for n in names)])
     return rows
 

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from agemem_gym.policies.base import BasePolicy, Observation
-from agemem_gym.tools import TOOL_NAMES, format_action, format_answer, format_tool_call
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DEFAULT_TOOLS,
+    DELETE_MEMORY,
+    FILTER_CONTEXT,
+    RETRIEVE_MEMORY,
+    SUMMARY_CONTEXT,
+    UPDATE_MEMORY,
+    Tool,
+    ToolTable,
+    format_action,
+    format_answer,
+    format_tool_call,
+)
 
 __all__ = ["RandomPolicy"]
 
@@ -20,6 +33,17 @@ def tc(payload: str) -> str:
 
 
 _WORDS = "memory the answer paris france river album band born year city sea moon song 1985 yes no".split()
+
+# plausible arguments for the six tools; a tool of a custom table gets arguments from its schema
+_Sampler = Callable[["RandomPolicy", str], dict[str, Any]]
+_ARGUMENTS: dict[str, _Sampler] = {
+    ADD_MEMORY: lambda p, mid: {"content": p._text(8)},
+    UPDATE_MEMORY: lambda p, mid: {"memory_id": mid, "content": p._text(8)},
+    DELETE_MEMORY: lambda p, mid: {"memory_id": mid, "confirmation": bool(p.rng.random() < 0.8)},
+    RETRIEVE_MEMORY: lambda p, mid: {"query": p._text(), "top_k": int(p.rng.integers(1, 6))},
+    SUMMARY_CONTEXT: lambda p, mid: {"span": str(p.rng.choice(["all", "3", "1-2", "full"]))},
+    FILTER_CONTEXT: lambda p, mid: {"criteria": p._text()},
+}
 
 
 class RandomPolicy(BasePolicy):
@@ -34,43 +58,56 @@ class RandomPolicy(BasePolicy):
         seed: Seeds the policy's own generator.
         p_answer: Probability of an answer turn.
         p_malformed: Probability of a malformed turn.
+        tools: The tool table to call (default: the six tools).
     """
 
     name = "random"
 
-    def __init__(self, seed: int = 0, p_answer: float = 0.25, p_malformed: float = 0.3) -> None:
+    def __init__(
+        self, seed: int = 0, p_answer: float = 0.25, p_malformed: float = 0.3, tools: ToolTable = DEFAULT_TOOLS
+    ) -> None:
         self.rng = np.random.default_rng(seed)
+        self.tools = tools
         self.p_answer = float(p_answer)
         self.p_malformed = float(p_malformed)
 
     def _text(self, n: int = 4) -> str:
         return " ".join(self.rng.choice(_WORDS, size=int(self.rng.integers(1, n + 1))))
 
+    def _schema_arguments(self, tool: Tool, mid: str) -> dict[str, Any]:
+        """Random values of the declared types for the required arguments of ``tool``."""
+        draw: dict[str, Callable[[], Any]] = {
+            "string": self._text,
+            "integer": lambda: int(self.rng.integers(1, 6)),
+            "boolean": lambda: bool(self.rng.random() < 0.5),
+            "object": dict,
+        }
+        return {k: mid if k == "memory_id" else draw[tool.parameters[k]["type"]]() for k in tool.required}
+
     def _call(self, observation: Observation) -> dict[str, Any]:
-        name = str(self.rng.choice(TOOL_NAMES))
+        name = str(self.rng.choice(self.tools.names))
         ids = [w.strip("(),.") for m in observation for w in m["content"].split() if w.strip("(),.").startswith("mem_")]
         mid = (
             str(self.rng.choice(ids)) if ids and self.rng.random() < 0.7 else f"mem_{int(self.rng.integers(2**32)):08x}"
         )
+        # every tool's arguments are drawn, the chosen tool's kept: the draws do not depend on the choice
         args = {
-            "Add_memory": {"content": self._text(8)},
-            "Update_memory": {"memory_id": mid, "content": self._text(8)},
-            "Delete_memory": {"memory_id": mid, "confirmation": bool(self.rng.random() < 0.8)},
-            "Retrieve_memory": {"query": self._text(), "top_k": int(self.rng.integers(1, 6))},
-            "Summary_context": {"span": str(self.rng.choice(["all", "3", "1-2", "full"]))},
-            "Filter_context": {"criteria": self._text()},
+            t.name: _ARGUMENTS[t.name](self, mid) if t.name in _ARGUMENTS else self._schema_arguments(t, mid)
+            for t in self.tools
         }[name]
         return {"name": name, "arguments": args}
 
     def _malformed(self, observation: Observation) -> str:
         good = json.dumps([self._call(observation)])
+        wrong_types = {"name": RETRIEVE_MEMORY, "arguments": {"query": 42, "top_k": "many"}}
+        made_up_id = {"name": DELETE_MEMORY, "arguments": {"memory_id": "mem_deadbeef", "confirmation": True}}
         options = [
             lambda: f"<think>hmm</think><tool_call>{good[: max(1, len(good) // 2)]}",
             lambda: '<tool_call>[{"name": "Forget_everything", "arguments": {}}]</tool_call>',
-            lambda: '<tool_call>[{"name": "Retrieve_memory", "arguments": {"query": 42, "top_k": "many"}}]</tool_call>',
+            lambda: tc(json.dumps([wrong_types])),
             lambda: self._text(10),
             lambda: f"<answer>{self._text()}</answer><tool_call>{good}</tool_call>",
-            lambda: tc('[{"name": "Delete_memory", "arguments": {"memory_id": "mem_deadbeef", "confirmation": true}}]'),
+            lambda: tc(json.dumps([made_up_id])),
             lambda: "<tool_call>{not json at all}</tool_call>",
             lambda: "",
         ]

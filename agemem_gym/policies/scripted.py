@@ -33,7 +33,16 @@ import numpy as np
 from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.text import split_sentences
-from agemem_gym.tools import format_action, format_answer, format_tool_call
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DELETE_MEMORY,
+    FILTER_CONTEXT,
+    RETRIEVE_MEMORY,
+    UPDATE_MEMORY,
+    format_action,
+    format_answer,
+    format_tool_call,
+)
 
 __all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy"]
 
@@ -126,7 +135,7 @@ class _Scripted(BasePolicy):
     def _retrieve_then_follow(self, observation: Observation, info: Mapping[str, Any]) -> str:
         if not self._retrieved_goal:
             self._retrieved_goal = True
-            call = {"name": "Retrieve_memory", "arguments": {"query": _goal(observation), "top_k": self.top_k}}
+            call = {"name": RETRIEVE_MEMORY, "arguments": {"query": _goal(observation), "top_k": self.top_k}}
             return format_tool_call([call], "Recall what I stored about this task.")
         if int(info.get("world_steps", 0)) == 0 and not self._plan:
             self._plan = _plan_from(_retrieved(observation))
@@ -135,7 +144,7 @@ class _Scripted(BasePolicy):
     def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
         """Turn in Stage 3: retrieve first, then answer."""
         if fresh:
-            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": self.top_k}}
+            call = {"name": RETRIEVE_MEMORY, "arguments": {"query": query, "top_k": self.top_k}}
             return format_tool_call([call], "Retrieve what I stored about the question.")
         passages = _retrieved(observation) or _visible_text(observation)
         return format_answer(self.reader.answer(query, passages), "Answer from the retrieved memories.")
@@ -165,7 +174,7 @@ class StoreAllPolicy(_Scripted):
         """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
         if stage != 1 or not message:
             return None
-        return format_tool_call([{"name": "Add_memory", "arguments": {"content": message}}], "Store everything.")
+        return format_tool_call([{"name": ADD_MEMORY, "arguments": {"content": message}}], "Store everything.")
 
 
 class RAGPolicy(_Scripted):
@@ -183,8 +192,8 @@ class RAGPolicy(_Scripted):
             return None
         calls: list[dict[str, Any]] = []
         if stage == 1:
-            calls += [{"name": "Add_memory", "arguments": {"content": s}} for s in split_sentences(message)][:15]
-        calls.append({"name": "Retrieve_memory", "arguments": {"query": message[:1500], "top_k": self.top_k}})
+            calls += [{"name": ADD_MEMORY, "arguments": {"content": s}} for s in split_sentences(message)][:15]
+        calls.append({"name": RETRIEVE_MEMORY, "arguments": {"query": message[:1500], "top_k": self.top_k}})
         return format_tool_call(calls, "Chunk, store and retrieve.")
 
 
@@ -239,14 +248,14 @@ class OraclePolicy(_Scripted):
     def on_message(self, stage: int, message: str, info: Mapping[str, Any]) -> str | None:
         """Turn for a newly arrived Stage-1/2 message; ``None`` acknowledges it."""
         if stage == 2:
-            call = {"name": "Filter_context", "arguments": {"criteria": message}}
+            call = {"name": FILTER_CONTEXT, "arguments": {"criteria": message}}
             return format_tool_call([call], "This is unrelated to anything stored; drop it.")
         priv = self._privileged(info)
         revisions = [r for r in priv.get("revisions", []) if isinstance(r, Mapping)]
         calls, settled = self._revise(message, revisions)
         candidates = [*priv.get("facts", []), *(r.get("old") for r in revisions), *(r.get("new") for r in revisions)]
         fresh = [c for c in dict.fromkeys(candidates) if c and c in message and c not in settled and c not in self._ids]
-        calls += [{"name": "Add_memory", "arguments": {"content": c, "memory_type": "knowledge"}} for c in fresh]
+        calls += [{"name": ADD_MEMORY, "arguments": {"content": c, "memory_type": "knowledge"}} for c in fresh]
         self._awaiting = fresh
         return format_tool_call(calls, "Store what matters; keep it current.") if calls else None
 
@@ -268,11 +277,11 @@ class OraclePolicy(_Scripted):
                 continue
             memory_id = self._ids.pop(old)
             if new:
-                calls.append({"name": "Update_memory", "arguments": {"memory_id": memory_id, "content": str(new)}})
+                calls.append({"name": UPDATE_MEMORY, "arguments": {"memory_id": memory_id, "content": str(new)}})
                 self._ids[str(new)] = memory_id
                 settled.add(str(new))
             else:
-                calls.append({"name": "Delete_memory", "arguments": {"memory_id": memory_id, "confirmation": True}})
+                calls.append({"name": DELETE_MEMORY, "arguments": {"memory_id": memory_id, "confirmation": True}})
         return calls, settled
 
     def world_turn(self, observation: Observation, info: Mapping[str, Any]) -> str:
@@ -287,7 +296,7 @@ class OraclePolicy(_Scripted):
         priv = self._privileged(info)
         if fresh:
             k = max(1, min(20, len(priv.get("facts", [])) or self.top_k))
-            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": k}}
+            call = {"name": RETRIEVE_MEMORY, "arguments": {"query": query, "top_k": k}}
             return format_tool_call([call], "Bring back the stored facts.")
         answers = list(priv.get("answers", []))
         return format_answer(

@@ -15,6 +15,7 @@ from typing import Any
 
 from agemem_gym.graders.facts import sentence_matches
 from agemem_gym.text import content_words, split_sentences
+from agemem_gym.tools import DEFAULT_TOOLS
 from agemem_gym.wrappers.episode import Episode, MemoryRecord, StepRecord
 
 __all__ = ["episode_view", "gold_spans"]
@@ -22,6 +23,8 @@ __all__ = ["episode_view", "gold_spans"]
 # messages whose text may state a gold fact worth marking (the source material, what came back
 # from memory, summaries); turns and tool acknowledgements are left plain
 _MARKED_KINDS = frozenset({"material", "retrieval", "summary", "observation"})
+# calls whose results show memories (Retrieve_memory): their gold facts count as retrieved
+_READS_MEMORY = frozenset(DEFAULT_TOOLS.touching("ltm_read"))
 _FINAL_KEYS = (
     "answer",
     "task_score",
@@ -145,7 +148,7 @@ class _Builder:
         parsed = step.raw["parsed"]
         calls = []
         for call in step.calls:
-            spans = gold_spans(call.result or "", self.facts) if call.name == "Retrieve_memory" else []
+            spans = gold_spans(call.result or "", self.facts) if call.name in _READS_MEMORY else []
             calls.append(
                 {
                     "name": call.name,

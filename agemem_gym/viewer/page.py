@@ -52,7 +52,7 @@ _JSON_ESCAPES = str.maketrans(
 
 
 def _asset(name: str) -> str:
-    text = resources.files("agemem_gym.viewer").joinpath("static", name).read_text(encoding="utf-8")
+    text = resources.files("agemem_gym.viewer").joinpath("static").joinpath(name).read_text(encoding="utf-8")
     if "</script" in text.lower() or "</style" in text.lower():  # would end the inline element early
         raise InvalidConfig(f"viewer asset {name} must not contain a closing script/style tag")
     return text

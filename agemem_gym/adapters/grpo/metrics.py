@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from agemem_gym.error import missing_dependency
-from agemem_gym.tools import TOOL_NAMES
+from agemem_gym.tools import histogram_names
 
 __all__ = ["episode_metrics", "MetricLogger", "plot_training_curve"]
 
@@ -51,7 +51,7 @@ def episode_metrics(rewards: Sequence[float], infos: Sequence[Mapping[str, Any]]
     out["task/score"] = _mean([i.get("task_score") if i.get("task_score") is not None else 0.0 for i in infos])
     out["task/success"] = _mean([i.get("success", 0.0) for i in infos])
     out["memory/quality"] = _mean([i.get("memory_quality") for i in infos])
-    for t in TOOL_NAMES:
+    for t in histogram_names(i.get("tool_calls", {}) for i in infos):
         out[f"tools/{t}"] = _mean([i.get("tool_calls", {}).get(t, 0) for i in infos])
     out["tokens/prompt"] = _mean([i.get("prompt_tokens_mean") for i in infos])
     out["episode/turns"] = _mean([i.get("turns") for i in infos])

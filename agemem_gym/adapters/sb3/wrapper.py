@@ -28,7 +28,17 @@ from agemem_gym.error import InvalidConfig, ResetNeeded
 from agemem_gym.policies.base import Policy
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.seeding import stable_seed
-from agemem_gym.tools import format_answer, format_tool_call, parse_turn
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DELETE_MEMORY,
+    FILTER_CONTEXT,
+    RETRIEVE_MEMORY,
+    SUMMARY_CONTEXT,
+    UPDATE_MEMORY,
+    format_answer,
+    format_tool_call,
+    parse_turn,
+)
 
 __all__ = ["Reader", "MemoryControlWrapper", "make_control_env"]
 
@@ -210,17 +220,17 @@ class MemoryControlWrapper(gym.Wrapper[np.ndarray, np.int64, Observation, str]):
                 return format_answer(self._answer(), "Answer from what memory gave back.")
             return format_answer(self.ack, "Nothing more to do with this message.")
         if name == "add":
-            call = {"name": "Add_memory", "arguments": {"content": content}}
+            call = {"name": ADD_MEMORY, "arguments": {"content": content}}
         elif name == "update":
-            call = {"name": "Update_memory", "arguments": {"memory_id": self._nearest(), "content": content}}
+            call = {"name": UPDATE_MEMORY, "arguments": {"memory_id": self._nearest(), "content": content}}
         elif name == "delete":
-            call = {"name": "Delete_memory", "arguments": {"memory_id": self._least_useful(), "confirmation": True}}
+            call = {"name": DELETE_MEMORY, "arguments": {"memory_id": self._least_useful(), "confirmation": True}}
         elif name == "retrieve":
-            call = {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": self.top_k}}
+            call = {"name": RETRIEVE_MEMORY, "arguments": {"query": query, "top_k": self.top_k}}
         elif name == "summary":
-            call = {"name": "Summary_context", "arguments": {"span": "all"}}
+            call = {"name": SUMMARY_CONTEXT, "arguments": {"span": "all"}}
         else:
-            call = {"name": "Filter_context", "arguments": {"criteria": query}}
+            call = {"name": FILTER_CONTEXT, "arguments": {"criteria": query}}
         return format_tool_call([call], f"Memory controller: {name}.")
 
     def _nearest(self) -> str:

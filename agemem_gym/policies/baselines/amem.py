@@ -23,6 +23,7 @@ from agemem_gym.policies.baselines.engine import (
     call,
     parse_retrievals,
 )
+from agemem_gym.tools import ADD_MEMORY, RETRIEVE_MEMORY, UPDATE_MEMORY
 
 __all__ = ["AMemPolicy", "make_note", "note_links"]
 
@@ -72,7 +73,7 @@ class AMemPolicy(MemorySystemPolicy):
         content = " ".join(facts)
         keys = H.keywords(content, k=6)
         tags = sorted({s for s in (H.subject(f) for f in facts) if s})[:3]
-        results = yield [call("Retrieve_memory", query=content[:1500], top_k=max(self.top_k, self.max_links))]
+        results = yield [call(RETRIEVE_MEMORY, query=content[:1500], top_k=max(self.top_k, self.max_links))]
         neighbours = []
         for mid, note in (item for group in parse_retrievals(results) for item in group):
             shared = set(keys) & set(_keywords_of(note))
@@ -82,7 +83,7 @@ class AMemPolicy(MemorySystemPolicy):
         links = [f"{mid} ({' '.join(_keywords_of(note)[:3])})" for mid, note in neighbours]
         context = f"about {tags[0]}" if tags else "general note"
         note = make_note(content, keys, tags, context, links)
-        results = yield [call("Add_memory", content=note, memory_type="knowledge", metadata={"tags": ", ".join(tags)})]
+        results = yield [call(ADD_MEMORY, content=note, memory_type="knowledge", metadata={"tags": ", ".join(tags)})]
         new = added_ids(results)
         if not new or not neighbours:
             return
@@ -94,17 +95,17 @@ class AMemPolicy(MemorySystemPolicy):
             merged = sorted({*(old_tags.group(1).split(", ") if old_tags else []), *tags} - {""})
             if old_tags:
                 updated = updated.replace(old_tags.group(0), f"| tags: {', '.join(merged)} ", 1)
-            evolved.append(call("Update_memory", memory_id=mid, content=updated))
+            evolved.append(call(UPDATE_MEMORY, memory_id=mid, content=updated))
         yield evolved
 
     def recall(self, query: str) -> Program:
         """Retrieve notes, follow their links (retrieve the linked notes by keywords), answer."""
-        results = yield [call("Retrieve_memory", query=query, top_k=self.top_k)]
+        results = yield [call(RETRIEVE_MEMORY, query=query, top_k=self.top_k)]
         found = [item for group in parse_retrievals(results) for item in group]
         have = {mid for mid, _ in found}
         follow = [(mid, kw) for _, note in found for mid, kw in note_links(note) if mid not in have]
         follow = list(dict(follow).items())[:3]
         if follow:
-            more = yield [call("Retrieve_memory", query=kw or mid, top_k=1) for mid, kw in follow]
+            more = yield [call(RETRIEVE_MEMORY, query=kw or mid, top_k=1) for mid, kw in follow]
             found += [item for group in parse_retrievals(more) for item in group]
         yield Answer(self.read(query, [c for _, c in dict(found).items()]))

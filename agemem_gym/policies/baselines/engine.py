@@ -25,7 +25,7 @@ from agemem_gym.memory.context_ops import ChatFn
 from agemem_gym.policies.base import Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.baselines import heuristics as H
 from agemem_gym.policies.scripted import ACK, _Scripted
-from agemem_gym.tools import format_answer, format_tool_call
+from agemem_gym.tools import RETRIEVE_MEMORY, format_answer, format_tool_call
 
 __all__ = [
     "Answer",
@@ -170,7 +170,7 @@ class MemorySystemPolicy(_Scripted):
 
     def recall(self, query: str) -> Program:
         """The Stage-3 program: retrieve, then yield an :class:`Answer`."""
-        results = yield [call("Retrieve_memory", query=query, top_k=self.top_k)]
+        results = yield [call(RETRIEVE_MEMORY, query=query, top_k=self.top_k)]
         found = [c for group in parse_retrievals(results) for _, c in group]
         yield Answer(self.read(query, found))
 

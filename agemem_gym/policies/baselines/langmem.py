@@ -16,6 +16,7 @@ from agemem_gym.policies.base import Observation, messages_since_last_turn
 from agemem_gym.policies.baselines import heuristics as H
 from agemem_gym.policies.baselines.engine import MemorySystemPolicy, Program, call, chunks, parse_retrievals
 from agemem_gym.text import content_words
+from agemem_gym.tools import ADD_MEMORY, DELETE_MEMORY, RETRIEVE_MEMORY, UPDATE_MEMORY
 
 __all__ = ["LangMemPolicy"]
 
@@ -56,11 +57,11 @@ class LangMemPolicy(MemorySystemPolicy):
         for fact in facts:
             op, target = self.decide(fact, candidates, retraction)
             if op == "ADD":
-                calls.append(call("Add_memory", content=fact, memory_type="knowledge"))
+                calls.append(call(ADD_MEMORY, content=fact, memory_type="knowledge"))
             elif op == "UPDATE" and target:
-                calls.append(call("Update_memory", memory_id=target, content=fact))
+                calls.append(call(UPDATE_MEMORY, memory_id=target, content=fact))
             elif op == "DELETE" and target:
-                calls.append(call("Delete_memory", memory_id=target, confirmation=True))
+                calls.append(call(DELETE_MEMORY, memory_id=target, confirmation=True))
             candidates = [c for c in candidates if c[0] != target]
         self._recent += facts
         for turn in chunks(calls):  # noqa: UP028 - tool results are sent back in; a list iterator cannot take send()
@@ -68,7 +69,7 @@ class LangMemPolicy(MemorySystemPolicy):
         if self._seen % self.consolidate_every == 0 and self._recent:
             topic = " ".join(H.keywords(" ".join(self._recent), k=8))
             self._recent = []
-            results = yield [call("Retrieve_memory", query=topic, top_k=max(8, self.top_k))]
+            results = yield [call(RETRIEVE_MEMORY, query=topic, top_k=max(8, self.top_k))]
             merges = self.consolidate([item for group in parse_retrievals(results) for item in group])
             if merges:
                 yield merges
@@ -85,8 +86,8 @@ class LangMemPolicy(MemorySystemPolicy):
                     continue
                 subsumed = set(content_words(b)) <= set(content_words(a))
                 merged = a if subsumed else f"{a} {b}"
-                calls.append(call("Update_memory", memory_id=id_a, content=merged))
-                calls.append(call("Delete_memory", memory_id=id_b, confirmation=True))
+                calls.append(call(UPDATE_MEMORY, memory_id=id_a, content=merged))
+                calls.append(call(DELETE_MEMORY, memory_id=id_b, confirmation=True))
                 gone |= {id_a, id_b}
                 break
         return calls

@@ -15,6 +15,7 @@ from typing import Any
 from agemem_gym.policies.base import Observation
 from agemem_gym.policies.baselines import heuristics as H
 from agemem_gym.policies.baselines.engine import Answer, MemorySystemPolicy, Program, call, chunks, parse_retrievals
+from agemem_gym.tools import ADD_MEMORY, DELETE_MEMORY, RETRIEVE_MEMORY, UPDATE_MEMORY
 
 __all__ = ["Mem0Policy", "Mem0GraphPolicy"]
 
@@ -30,7 +31,7 @@ class Mem0Policy(MemorySystemPolicy):
         facts = self.extract(message)
         if not facts:
             return
-        results = yield [call("Retrieve_memory", query=f, top_k=self.top_k) for f in facts]
+        results = yield [call(RETRIEVE_MEMORY, query=f, top_k=self.top_k) for f in facts]
         groups = parse_retrievals(results)
         groups += [[]] * (len(facts) - len(groups))
         retraction = H.has_delete_cue(message)
@@ -40,16 +41,16 @@ class Mem0Policy(MemorySystemPolicy):
             candidates = [(i, c) for i, c in candidates if i not in touched]
             op, target = self.decide(fact, candidates, retraction)
             if op == "ADD":
-                calls.append(call("Add_memory", content=fact, memory_type="knowledge", metadata={"kind": "fact"}))
+                calls.append(call(ADD_MEMORY, content=fact, memory_type="knowledge", metadata={"kind": "fact"}))
             elif op == "UPDATE" and target:
-                calls.append(call("Update_memory", memory_id=target, content=fact))
+                calls.append(call(UPDATE_MEMORY, memory_id=target, content=fact))
             elif op == "DELETE" and target:
-                calls.append(call("Delete_memory", memory_id=target, confirmation=True))
+                calls.append(call(DELETE_MEMORY, memory_id=target, confirmation=True))
             if target:
                 touched.add(target)
             if self.graph and op in ("ADD", "UPDATE"):
                 calls += [
-                    call("Add_memory", content=f"{s} | {r} | {o}", memory_type="knowledge", metadata={"kind": "triple"})
+                    call(ADD_MEMORY, content=f"{s} | {r} | {o}", memory_type="knowledge", metadata={"kind": "triple"})
                     for s, r, o in H.triples(fact)[:2]
                 ]
         for turn in chunks(calls):  # noqa: UP028 - tool results are sent back in; a list iterator cannot take send()
@@ -65,8 +66,8 @@ class Mem0GraphPolicy(Mem0Policy):
     def recall(self, query: str) -> Program:
         """Retrieve facts and triples; retrieve again for the entities the triples connect; answer."""
         results = yield [
-            call("Retrieve_memory", query=query, top_k=self.top_k),
-            call("Retrieve_memory", query=query, top_k=self.top_k, metadata_filter={"kind": "triple"}),
+            call(RETRIEVE_MEMORY, query=query, top_k=self.top_k),
+            call(RETRIEVE_MEMORY, query=query, top_k=self.top_k, metadata_filter={"kind": "triple"}),
         ]
         found = [c for group in parse_retrievals(results) for _, c in group]
         entities = []
@@ -76,7 +77,7 @@ class Mem0GraphPolicy(Mem0Policy):
                 entities += [parts[0], parts[2]]
         entities = [e for e in dict.fromkeys(entities) if e.lower() not in query.lower()][:3]
         if entities:
-            more = yield [call("Retrieve_memory", query=e, top_k=2, metadata_filter={"kind": "fact"}) for e in entities]
+            more = yield [call(RETRIEVE_MEMORY, query=e, top_k=2, metadata_filter={"kind": "fact"}) for e in entities]
             found += [c for group in parse_retrievals(more) for _, c in group]
         facts = [c.replace(" | ", " ") if c.count(" | ") == 2 else c for c in dict.fromkeys(found)]
         yield Answer(self.read(query, facts))

@@ -1,7 +1,7 @@
 """Grammar-constrained turns: small models produce only well-formed memory tool calls.
 
 :class:`TurnGrammar` compiles the turn grammar with llguidance (a Lark grammar with an
-inline JSON schema built from the six tool schemas)::
+inline JSON schema built from the tool table, the six tools by default)::
 
     <think> free text </think>
     then <tool_call> [1-4 calls: names, argument names and types, required keys] </tool_call>
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from agemem_gym.error import InvalidConfig, missing_dependency
-from agemem_gym.tools import TOOL_SCHEMAS
+from agemem_gym.tools import DEFAULT_TOOLS, ToolTable
 
 __all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema"]
 
@@ -53,25 +53,23 @@ def _argument_schema(kind: str, max_chars: int, max_top_k: int) -> dict[str, Any
     return {"type": "object", "additionalProperties": {"type": "string", "maxLength": 60}, "maxProperties": 4}
 
 
-def calls_schema(max_calls: int = 4, max_string_chars: int = 300, max_top_k: int = 20) -> dict[str, Any]:
-    """JSON schema of the ``<tool_call>`` array, derived from :data:`agemem_gym.tools.TOOL_SCHEMAS`."""
+def calls_schema(
+    max_calls: int = 4, max_string_chars: int = 300, max_top_k: int = 20, *, tools: ToolTable = DEFAULT_TOOLS
+) -> dict[str, Any]:
+    """JSON schema of the ``<tool_call>`` array, derived from the tool table ``tools``."""
     variants = []
-    for tool in TOOL_SCHEMAS:
-        fn = tool["function"]
-        props = {
-            k: _argument_schema(v["type"], max_string_chars, max_top_k)
-            for k, v in fn["parameters"]["properties"].items()
-        }
+    for tool in tools:
+        props = {k: _argument_schema(v["type"], max_string_chars, max_top_k) for k, v in tool.parameters.items()}
         args = {
             "type": "object",
             "properties": props,
-            "required": list(fn["parameters"]["required"]),
+            "required": list(tool.required),
             "additionalProperties": False,
         }
         variants.append(
             {
                 "type": "object",
-                "properties": {"name": {"const": fn["name"]}, "arguments": args},
+                "properties": {"name": {"const": tool.name}, "arguments": args},
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
             }
@@ -94,6 +92,7 @@ def turn_lark(
     max_text_chars: int = 300,
     max_string_chars: int = 300,
     max_top_k: int = 20,
+    tools: ToolTable = DEFAULT_TOOLS,
 ) -> str:
     """The Lark grammar of one turn.
 
@@ -105,11 +104,12 @@ def turn_lark(
         max_text_chars: Longest ``<answer>`` / free ``<action>`` text.
         max_string_chars: Longest string argument.
         max_top_k: Largest ``top_k``.
+        tools: The tool table whose calls ``<tool_call>`` may hold.
 
     Returns:
         Grammar text for ``llguidance.LLMatcher.grammar_from_lark``.
     """
-    schema = json.dumps(calls_schema(max_calls, max_string_chars, max_top_k))
+    schema = json.dumps(calls_schema(max_calls, max_string_chars, max_top_k, tools=tools))
     # [^<] keeps tags and special tokens (<|im_end|> ...) out of free text
     lines = [
         'start: "<think>" THINK "</think>" (tool | answer' + (" | action" if valid_actions is not None else "") + ")",
@@ -133,11 +133,15 @@ class TurnGrammar:
     Args:
         tokenizer: The policy's Hugging Face tokenizer.
         vocab_size: Width of the model's logits (may exceed ``len(tokenizer)``).
+        tools: The tool table whose calls the grammar allows (default: the six tools).
         **limits: :func:`turn_lark` limits (``max_calls``, ``max_think_chars`` ...).
     """
 
-    def __init__(self, tokenizer: Any, vocab_size: int | None = None, **limits: Any) -> None:
+    def __init__(
+        self, tokenizer: Any, vocab_size: int | None = None, *, tools: ToolTable = DEFAULT_TOOLS, **limits: Any
+    ) -> None:
         llg = _llguidance()
+        self.tools = tools
         self.vocab_size = int(vocab_size or len(tokenizer))
         self.eos_id = tokenizer.eos_token_id
         self.limits = limits
@@ -147,7 +151,7 @@ class TurnGrammar:
 
     def text(self, valid_actions: Sequence[str] | None = None) -> str:
         """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given)."""
-        return turn_lark(valid_actions, **self.limits)
+        return turn_lark(valid_actions, tools=self.tools, **self.limits)
 
     def _grammar(self, text: str) -> Any:
         if text not in self._compiled:
@@ -201,7 +205,7 @@ class GrammarLogitsProcessor:
         self.done: list[bool] = []
         self.mask_seconds = 0.0
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Mask ``scores`` (``(B, V)``) to the tokens each row's grammar allows."""
         import time
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from agemem_gym.error import InvalidConfig, missing_dependency
 from agemem_gym.policies.base import BasePolicy, Observation
-from agemem_gym.tools import tool_schemas
+from agemem_gym.tools import ADD_MEMORY, tool_schemas
 
 __all__ = ["HFPolicy", "TurnRecord", "DEFAULT_STOPS", "make_hf_policy", "render_prompt"]
 
@@ -62,7 +62,7 @@ def render_prompt(tokenizer: Any, observation: Observation, tools: bool | str = 
         The prompt text.
     """
     messages = [{"role": m["role"], "content": m["content"]} for m in observation]
-    listed = bool(messages) and messages[0]["role"] == "system" and '"name":"Add_memory"' in messages[0]["content"]
+    listed = bool(messages) and messages[0]["role"] == "system" and f'"name":"{ADD_MEMORY}"' in messages[0]["content"]
     use_tools = tools is True or (tools == "auto" and not listed)
     return tokenizer.apply_chat_template(
         messages, tools=tool_schemas() if use_tools else None, tokenize=False, add_generation_prompt=True
@@ -263,7 +263,7 @@ class HFPolicy(BasePolicy):
             One record per observation.
         """
         prompts = [self.encode(o) for o in observations]
-        grammars = [self.grammar_text(i) for i in (infos or [None] * len(prompts))]
+        grammars = [self.grammar_text(i) for i in (infos or [{}] * len(prompts))]
         records: list[TurnRecord] = []
         for start in range(0, len(prompts), self.batch_size):
             end = start + self.batch_size
@@ -289,7 +289,7 @@ class HFPolicy(BasePolicy):
         if self.constrained:
             from agemem_gym.policies.llm.constrained import GrammarLogitsProcessor
 
-            grammar_processor = GrammarLogitsProcessor(self.grammar, grammars)
+            grammar_processor = GrammarLogitsProcessor(self.grammar, cast("list[str]", grammars))  # all set
             processors.append(grammar_processor)
         recorder = _LogprobRecorder(self.temperature if self.do_sample else 1.0)
         processors.append(recorder)

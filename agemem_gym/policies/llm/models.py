@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agemem_gym.error import DataNotFound, InvalidConfig, missing_dependency
+from agemem_gym.tools import TOOL_NAMES
 
 __all__ = ["cache_dir", "smollm2_path", "load_tokenizer", "tiny_vocab_tokenizer", "tiny_model", "load_model"]
 
@@ -95,8 +96,8 @@ def smollm2_path() -> Path:
 
 _TINY_WORDS = (
     "<think> </think> <answer> </answer> <tool_call> </tool_call> <action> </action> "
-    "Add_memory Update_memory Delete_memory Retrieve_memory Summary_context Filter_context "
-    "name arguments content query top_k span criteria memory_id confirmation all "
+    + " ".join(TOOL_NAMES)
+    + " name arguments content query top_k span criteria memory_id confirmation all "
     "red blue green yellow purple orange white black "
     "the secret colour is what remember this ok yes no I it a of and to in"
 ).split()

@@ -1,0 +1,62 @@
+"""What one tool call did: :class:`ToolResult`, and the retrieval message format."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+from agemem_gym.memory.ltm import MemoryItem
+
+__all__ = ["MemoryOp", "ToolResult", "format_retrieved", "tool_error"]
+
+MemoryOp = Literal["added", "updated", "deleted"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolResult:
+    """The outcome of one call.
+
+    Attributes:
+        name: Tool name.
+        ok: False when the call was invalid (counted in ``invalid_calls``).
+        message: The ``tool`` message text appended to the context.
+        retrieved: Items a ``Retrieve_memory`` call returned.
+        memory_id: The id added, updated or deleted.
+        reduced: Whether the context shrank (a Summary or Filter that did something).
+        memory_op: What the call did to the long-term memory: ``"added"``, ``"updated"``,
+            ``"deleted"`` or ``None`` (read-only, context-only, cancelled or failed).
+        content: The text a successful add or update stored.
+        touches: What the tool may touch, from its declaration in the tool table:
+            ``"ltm_write"``, ``"ltm_read"``, ``"context"``.
+    """
+
+    name: str
+    ok: bool
+    message: str
+    retrieved: tuple[MemoryItem, ...] = ()
+    memory_id: str | None = None
+    reduced: bool = False
+    memory_op: MemoryOp | None = None
+    content: str | None = None
+    touches: frozenset[str] = frozenset()
+
+
+def tool_error(name: str, problem: str) -> ToolResult:
+    """A failed call: ``[tool error] <name>: <problem>``, counted as invalid.
+
+    Args:
+        name: The tool.
+        problem: What was wrong and what is expected.
+
+    Returns:
+        The result.
+    """
+    return ToolResult(name, False, f"[tool error] {name}: {problem}")
+
+
+def format_retrieved(items: Sequence[MemoryItem], header: str = "[retrieved memories]") -> str:
+    """Format retrieval results with their ids (how agents learn ids to update or delete)."""
+    if not items:
+        return "[no related memories found]"
+    return header + "\n" + "\n".join(f"- {m.content} (Memory ID: {m.id})" for m in items)
