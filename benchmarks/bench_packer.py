@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
+    from agemem_gym.adapters.grpo import packing
     from agemem_gym.memory import packer
 
     import_s = time.perf_counter() - t0
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     packer.pack_context(np.array([1, 2]), np.array([False, True]), np.array([0, 1]), 2)
     compile_ctx = time.perf_counter() - t0
     t0 = time.perf_counter()
-    packer.pack_rows(np.array([1, 2]), 4)
+    packing.pack_rows(np.array([1, 2]), 4)
     compile_rows = time.perf_counter() - t0
 
     rows, payload = (
@@ -61,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             pinned[0] = pinned[-1] = True
             budget = int(counts.sum() // 3)
             repeat = 50 if n <= 1000 else 10
-            args = (counts, pinned, prio, budget)
-            fast = best_of(lambda a=args: packer.pack_context(*a), repeat)
-            ref = best_of(lambda a=args: packer.pack_context_reference(*a), max(3, repeat // 5))
+            # not `args`: that name holds the parsed flags, read again below
+            kernel_args = (counts, pinned, prio, budget)
+            fast = best_of(lambda a=kernel_args: packer.pack_context(*a), repeat)
+            ref = best_of(lambda a=kernel_args: packer.pack_context_reference(*a), max(3, repeat // 5))
             rows.append([f"pack_context n={n} ({label})", fast * 1e6, ref * 1e6, ref / fast])
             payload["results"].append(
                 {
@@ -76,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     lengths = rng.integers(16, args.row_len // 2, args.sequences)
-    fast = best_of(lambda: packer.pack_rows(lengths, args.row_len), 5)
-    ref = best_of(lambda: packer.pack_rows_reference(lengths, args.row_len), 2)
+    fast = best_of(lambda: packing.pack_rows(lengths, args.row_len), 5)
+    ref = best_of(lambda: packing.pack_rows_reference(lengths, args.row_len), 2)
     rows.append([f"pack_rows {args.sequences} seqs into {args.row_len}", fast * 1e6, ref * 1e6, ref / fast])
     payload["results"].append(
         {

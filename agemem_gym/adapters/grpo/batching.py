@@ -1,7 +1,7 @@
 """Packing step samples into training rows and scoring them with a model.
 
 Samples (prompt + response token ids) are packed into rows of at most ``row_len`` tokens
-with the numba first-fit-decreasing kernel (:func:`agemem_gym.memory.pack_rows`). A row
+with the numba first-fit-decreasing kernel (:func:`agemem_gym.adapters.grpo.packing.pack_rows`). A row
 is several samples back to back; a block-diagonal causal attention mask and per-sample
 position ids keep them independent, so one forward pass scores them all. Only the
 response positions are projected to the vocabulary (``logits_to_keep``).
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agemem_gym.memory.packer import pack_rows
+from agemem_gym.adapters.grpo.packing import pack_rows
 
 __all__ = ["Sample", "Row", "pack_samples", "row_logprobs", "padding_fraction"]
 
