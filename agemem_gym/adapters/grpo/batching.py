@@ -163,9 +163,10 @@ def row_logprobs(
             cols = torch.tensor([index_of[first - 1 + j] for j in range(n)], device=param.device)
             targets = ids[r, first : first + n]
             logits_i = logits[r, cols]  # (n, V)
-            if samples[i].allowed is not None:  # the grammar's masks: the distribution actually sampled
-                mask = np.unpackbits(samples[i].allowed, axis=1, count=logits_i.shape[1]).astype(bool)
-                logits_i = logits_i.masked_fill(~torch.from_numpy(mask).to(logits_i.device), float("-inf"))
+            packed = samples[i].allowed
+            if packed is not None:  # the grammar's masks: the distribution actually sampled
+                allowed = np.unpackbits(packed, axis=1, count=logits_i.shape[1]).astype(bool)
+                logits_i = logits_i.masked_fill(~torch.from_numpy(allowed).to(logits_i.device), float("-inf"))
             lp = logits_i.log_softmax(-1)  # (n, V)
             result[i] = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
             if with_entropy:
