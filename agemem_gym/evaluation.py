@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +15,9 @@ import numpy as np
 import agemem_gym  # noqa: F401 - registers the ids
 from agemem_gym.error import InvalidConfig
 from agemem_gym.policies.base import Policy
+from agemem_gym.runner import env_kwargs_for, play_episodes
 from agemem_gym.tools import histogram_names
+from agemem_gym.vector import make_slot_envs
 from agemem_gym.wrappers.record import maybe_record
 
 __all__ = ["EpisodeResult", "run_episodes", "summarize", "format_summary"]
@@ -96,35 +99,38 @@ def run_episodes(
     """
     if episodes < 1:
         raise InvalidConfig(f"episodes must be >= 1, got {episodes}")
-    kwargs = dict(env_kwargs or {})
-    if getattr(policy, "needs_privileged_info", False):
-        kwargs["privileged_info"] = True
-    if getattr(policy, "tokenizer", None) is not None:
-        kwargs.setdefault("tokenizer", policy.tokenizer)  # budgets in the model's own tokens
+    kwargs = env_kwargs_for(policy, env_kwargs)
     policy_name = getattr(policy, "name", type(policy).__name__)
-    env = maybe_record(gym.make(env_id, **kwargs), record, metadata={"policy": policy_name})
+    directory = None if record is None else Path(record)
+
+    def make_env() -> gym.Env:
+        return maybe_record(gym.make(env_id, **kwargs), directory, metadata={"policy": policy_name})
+
+    envs = make_slot_envs(make_env)
     try:
-        n_tasks = len(env.unwrapped.task_ids)  # type: ignore[attr-defined]
-        results = []
-        bar = _progress(episodes, f"{env_id} | {getattr(policy, 'name', type(policy).__name__)}", progress)
-        for i in range(episodes):
-            obs, info = env.reset(seed=seed + i, options={"task_id": i % n_tasks})
-            # as the vector-env harness does, so `agemem run` and `agemem eval` agree episode by episode
-            if hasattr(policy, "reseed") and not getattr(policy, "batched", False):
-                policy.reseed(seed + i)
-            if hasattr(policy, "reset"):
-                policy.reset()
-            reward = 0.0
-            for _ in range(max_steps):
-                obs, reward, terminated, truncated, info = env.step(policy.act(obs, info))
-                if terminated or truncated:
-                    break
-            results.append(EpisodeResult.from_info(env_id, seed + i, float(reward), info))
-            bar.update(1)
+        n_tasks = len(envs.get_attr("task_ids")[0])
+        bar = _progress(episodes, f"{env_id} | {policy_name}", progress)
+        plan = [(i % n_tasks, seed + i) for i in range(episodes)]
+        ends = play_episodes(
+            envs,
+            plan,
+            lambda _slots, observations, infos: [policy.act(observations[0], infos[0])],
+            on_start=lambda _slot, index: _start_episode(policy, seed + index),
+            on_end=lambda _end: bar.update(1),
+            max_steps=max_steps,
+        )
         bar.close()
-        return results
+        return [EpisodeResult.from_info(env_id, seed + end.index, end.reward, end.info) for end in ends]
     finally:
-        env.close()
+        envs.close()
+
+
+def _start_episode(policy: Policy, seed: int) -> None:
+    # as the vector-env harness does, so `agemem run` and `agemem eval` agree episode by episode
+    if hasattr(policy, "reseed") and not getattr(policy, "batched", False):
+        policy.reseed(seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
 
 
 class _NoBar:

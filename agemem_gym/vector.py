@@ -1,13 +1,112 @@
-"""Helpers for Gymnasium vector envs shared by the evaluation harness and the trainer."""
+"""Gymnasium vector-env helpers shared by ``agemem run``, ``agemem eval`` and the trainer.
+
+* :class:`EpisodeSlot` wraps each sub-env of a vector env (autoreset off) so a runner can
+  play a planned list of episodes on it: the slot resets to the task pinned in
+  :attr:`EpisodeSlot.pinned_task`, reports the end of its episode in ``info`` and then
+  freezes until its next reset, so the vector env can keep stepping the slots that still
+  play. :func:`agemem_gym.runner.play_episodes` is the loop that drives it.
+* :func:`make_slot_envs` builds such a vector env (in-process or worker processes).
+* :func:`unbatch_info` takes one sub-env's ``info`` out of a vector env's batched infos.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
-__all__ = ["unbatch_info"]
+from agemem_gym.error import InvalidConfig
+
+__all__ = ["EpisodeSlot", "Idle", "make_slot_envs", "unbatch_info"]
+
+
+class Idle:
+    """The action a runner sends to a slot that plays no episode: a step that does nothing.
+
+    A class rather than a sentinel object so it survives the pipe to a worker process
+    (``isinstance`` still holds after unpickling, identity would not).
+    """
+
+    def __repr__(self) -> str:
+        return "Idle()"
+
+
+class EpisodeSlot(gym.Wrapper):
+    """A vector-env slot: resets to a pinned task and freezes once its episode is over.
+
+    ``pinned_task`` (set per sub-env with ``VectorEnv.set_attr``) is used as
+    ``options={"task_id": ...}`` at reset; the seed is the reset's own. The end of the
+    episode is reported in ``info`` (``slot_done``, ``slot_terminated``, ``slot_truncated``;
+    reset infos carry ``slot_done=False``) while ``terminated`` and ``truncated`` stay
+    False. Once the episode is over, and for any :class:`Idle` action, a step changes
+    nothing: it repeats the last observation and ``info`` with reward 0. A vector env
+    without autoreset may then keep stepping all slots until its slowest one finishes,
+    without resetting or stepping the finished ones.
+
+    Attributes:
+        pinned_task: The task of the next reset, or ``None`` for the env's own choice.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.pinned_task: Any = None
+        self._last: tuple[Any, dict[str, Any]] = ((), {})
+        self._done = False  # a step before the first reset reaches the env, which refuses it
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset to the pinned task (if any); other ``options`` pass through."""
+        opts = dict(options or {})
+        if self.pinned_task is not None:
+            opts.setdefault("task_id", self.pinned_task)
+        obs, info = self.env.reset(seed=seed, options=opts)
+        info = {**info, "slot_done": False}
+        self._last, self._done = (obs, info), False
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Step, or repeat the last observation once the episode is over or when idle."""
+        if self._done or isinstance(action, Idle):
+            obs, info = self._last
+            return obs, 0.0, False, False, info
+        obs, reward, term, trunc, info = self.env.step(action)
+        info = {**info, "slot_done": bool(term or trunc), "slot_terminated": bool(term), "slot_truncated": bool(trunc)}
+        self._last, self._done = (obs, info), bool(term or trunc)
+        return obs, float(reward), False, False, info
+
+
+def make_slot_envs(
+    make_env: Callable[[], gym.Env] | Sequence[Callable[[], gym.Env]],
+    num_envs: int = 1,
+    mode: str = "sync",
+) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
+    """A vector env (autoreset off) of :class:`EpisodeSlot`-wrapped sub-envs.
+
+    Args:
+        make_env: Builds one sub-env (the slot wrapper is added here); or a list with one
+            builder per sub-env.
+        num_envs: Number of sub-envs when ``make_env`` is a single builder.
+        mode: ``"sync"`` (in this process) or ``"async"`` (one worker process per sub-env).
+
+    Returns:
+        The vector env.
+    """
+    builders = [make_env] * num_envs if callable(make_env) else list(make_env)
+    fns: list[Callable[[], gym.Env]] = [functools.partial(_slot, fn) for fn in builders]
+    autoreset = AutoresetMode.DISABLED
+    if mode == "sync":
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset)
+    if mode == "async":
+        # text observations have no fixed shape: workers send them through pipes
+        return gym.vector.AsyncVectorEnv(fns, shared_memory=False, autoreset_mode=autoreset)
+    raise InvalidConfig(f"vector mode must be 'sync' or 'async', got {mode!r}")
+
+
+def _slot(make_env: Callable[[], gym.Env]) -> gym.Env:
+    return EpisodeSlot(make_env())
 
 
 def unbatch_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@
 """
 
 from agemem_gym.harness.evaluate import SCHEMA, evaluate_suite
-from agemem_gym.harness.runner import PanelSlot, run_panel, unbatch_info
+from agemem_gym.harness.runner import run_panel
 from agemem_gym.harness.suites import METRICS, SUITES, Benchmark, resolve_suites
 
 __all__ = [
@@ -14,9 +14,7 @@ __all__ = [
     "METRICS",
     "SUITES",
     "Benchmark",
-    "PanelSlot",
     "evaluate_suite",
     "resolve_suites",
     "run_panel",
-    "unbatch_info",
 ]

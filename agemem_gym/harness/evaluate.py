@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,6 +90,48 @@ def evaluate_suite(
         (label → policy → summary), ``scores`` (label → policy → main metric),
         ``episodes`` and ``errors`` (benchmarks that could not run, with the reason).
     """
+    _check_policies(policy_names)
+    benches = resolve_suites(suites, env_ids)
+    answer_judge, memory_judge, judge_info = make_judges(judge, base_url=judge_base_url)
+    per_policy = {k: dict(v) for k, v in (policy_kwargs or {}).items()}
+    panel = _PanelSpec(int(episodes), int(seed), int(num_envs), vector_mode)
+    result = _new_result(command, suites, policy_names, per_policy, panel, env_kwargs, judge_info)
+    judges = {"judge": answer_judge, "memory_judge": memory_judge}
+    bar = _Progress(len(benches) * len(policy_names) * episodes, progress)
+    try:
+        for bench in benches:
+            result["benchmarks"].append(_describe(bench))
+            for name in policy_names:
+                bar.describe(f"{bench.label} | {name}")
+                kwargs = _bench_env_kwargs(bench, env_kwargs, judges)
+                _evaluate_one(result, bench, name, per_policy.get(name, {}), kwargs, panel, bar)
+    finally:
+        bar.close()
+    return result
+
+
+def _bench_env_kwargs(
+    bench: Benchmark, env_kwargs: Mapping[str, Any] | None, judges: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The suite's ``gym.make`` arguments, the user's on top, and the judges unless given."""
+    kwargs = {**dict(bench.env_kwargs), **dict(env_kwargs or {})}
+    for key, judge in judges.items():
+        if judge is not None:
+            kwargs.setdefault(key, judge)
+    return kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class _PanelSpec:
+    """The seeded panel every (benchmark, policy) pair plays."""
+
+    episodes: int
+    seed: int
+    num_envs: int
+    vector_mode: str
+
+
+def _check_policies(policy_names: Sequence[str]) -> None:
     if not policy_names:
         raise InvalidConfig("give at least one --policy")
     if len(set(policy_names)) != len(policy_names):
@@ -96,10 +139,19 @@ def evaluate_suite(
     for name in policy_names:
         if name not in policies.POLICIES:
             policies.make(name)  # raises the "did you mean" error
-    benches = resolve_suites(suites, env_ids)
-    answer_judge, memory_judge, judge_info = make_judges(judge, base_url=judge_base_url)
-    per_policy = {k: dict(v) for k, v in (policy_kwargs or {}).items()}
-    result: dict[str, Any] = {
+
+
+def _new_result(
+    command: str,
+    suites: Sequence[str],
+    policy_names: Sequence[str],
+    per_policy: dict[str, dict[str, Any]],
+    panel: _PanelSpec,
+    env_kwargs: Mapping[str, Any] | None,
+    judge_info: Any,
+) -> dict[str, Any]:
+    """The result dict before any benchmark ran: meta, config and empty tables."""
+    return {
         "schema": SCHEMA,
         "meta": {
             **run_metadata(),
@@ -110,11 +162,11 @@ def evaluate_suite(
             "suites": list(suites),
             "policies": list(policy_names),
             "policy_kwargs": per_policy,
-            "episodes": int(episodes),
-            "seed": int(seed),
-            "seeds": [int(seed) + i for i in range(episodes)],
-            "num_envs": int(num_envs),
-            "vector_mode": vector_mode,
+            "episodes": panel.episodes,
+            "seed": panel.seed,
+            "seeds": [panel.seed + i for i in range(panel.episodes)],
+            "num_envs": panel.num_envs,
+            "vector_mode": panel.vector_mode,
             "env_kwargs": dict(env_kwargs or {}),
             "judge": judge_info,
         },
@@ -124,40 +176,38 @@ def evaluate_suite(
         "episodes": {},
         "errors": {},
     }
-    bar = _Progress(len(benches) * len(policy_names) * episodes, progress)
+
+
+def _evaluate_one(
+    result: dict[str, Any],
+    bench: Benchmark,
+    name: str,
+    policy_kwargs: Mapping[str, Any],
+    env_kwargs: dict[str, Any],
+    panel: _PanelSpec,
+    bar: _Progress,
+) -> None:
+    """Play the panel of one (benchmark, policy) pair and file its summary into ``result``."""
     try:
-        for bench in benches:
-            result["benchmarks"].append(_describe(bench))
-            for name in policy_names:
-                bar.describe(f"{bench.label} | {name}")
-                kwargs = {**dict(bench.env_kwargs), **dict(env_kwargs or {})}
-                if answer_judge is not None:
-                    kwargs.setdefault("judge", answer_judge)
-                if memory_judge is not None:
-                    kwargs.setdefault("memory_judge", memory_judge)
-                try:
-                    episodes_out = run_panel(
-                        bench.env_id,
-                        lambda name=name: policies.make(name, **per_policy.get(name, {})),
-                        episodes=episodes,
-                        seed=seed,
-                        env_kwargs=kwargs,
-                        num_envs=num_envs,
-                        vector_mode=vector_mode,
-                        on_episode=bar.update,
-                    )
-                except Error as exc:  # a missing optional package or data file: report it, run the rest
-                    result["errors"].setdefault(bench.label, {})[name] = f"{type(exc).__name__}: {exc}"
-                    for _ in range(episodes):
-                        bar.update()
-                    continue
-                summary = summarize(episodes_out)
-                result["results"].setdefault(bench.label, {})[name] = summary
-                result["scores"].setdefault(bench.label, {})[name] = metric_value(bench, summary)
-                result["episodes"].setdefault(bench.label, {})[name] = [dataclasses.asdict(e) for e in episodes_out]
-    finally:
-        bar.close()
-    return result
+        episodes_out = run_panel(
+            bench.env_id,
+            functools.partial(policies.make, name, **policy_kwargs),
+            episodes=panel.episodes,
+            seed=panel.seed,
+            env_kwargs=env_kwargs,
+            num_envs=panel.num_envs,
+            vector_mode=panel.vector_mode,
+            on_episode=bar.update,
+        )
+    except Error as exc:  # a missing optional package or data file: report it, run the rest
+        result["errors"].setdefault(bench.label, {})[name] = f"{type(exc).__name__}: {exc}"
+        for _ in range(panel.episodes):
+            bar.update()
+        return
+    summary = summarize(episodes_out)
+    result["results"].setdefault(bench.label, {})[name] = summary
+    result["scores"].setdefault(bench.label, {})[name] = metric_value(bench, summary)
+    result["episodes"].setdefault(bench.label, {})[name] = [dataclasses.asdict(e) for e in episodes_out]
 
 
 def _describe(bench: Benchmark) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The memory core: long-term memory (hnswlib / exact), short-term context, packers, embedders."""
+"""The memory core: long-term memory (hnswlib / exact), short-term context, context packer, embedders."""
 
 from agemem_gym.memory.context_ops import (
     ContextFilter,
@@ -16,7 +16,7 @@ from agemem_gym.memory.embedders import (
     make_embedder,
 )
 from agemem_gym.memory.ltm import AUTO_HNSW_THRESHOLD, LongTermMemory, MemoryItem
-from agemem_gym.memory.packer import pack_context, pack_rows
+from agemem_gym.memory.packer import pack_context
 from agemem_gym.memory.stm import (
     ApproxTokenCounter,
     HFTokenCounter,
@@ -48,5 +48,4 @@ __all__ = [
     "TokenCounter",
     "make_embedder",
     "pack_context",
-    "pack_rows",
 ]

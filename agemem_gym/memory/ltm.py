@@ -24,38 +24,31 @@ Backends:
 All public methods are thread-safe (a readers-writer lock: hnswlib forbids a query
 concurrent with an insert). ``save`` is atomic: it writes a temporary file in the target's
 folder, fsyncs it and renames it over the target, so a crash leaves the previous snapshot.
-Files are NumPy ``.npz`` archives read with ``allow_pickle=False``: loading never runs code.
+Files are NumPy ``.npz`` archives read with ``allow_pickle=False``: loading never runs code
+(the format and its checks live in :mod:`agemem_gym.memory.ltm_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
-import re
-import tempfile
-import time
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from agemem_gym.error import InvalidConfig, MemoryFileError, MemoryFull
-from agemem_gym.memory.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, make_embedder
+from agemem_gym.error import InvalidConfig, MemoryFull
+from agemem_gym.memory import ltm_file
+from agemem_gym.memory.embedders import Embedder, make_embedder
 from agemem_gym.memory.rwlock import RWLock
 
-__all__ = ["MemoryItem", "LongTermMemory", "AUTO_HNSW_THRESHOLD", "FILE_FORMAT", "FILE_VERSION"]
+__all__ = ["MemoryItem", "LongTermMemory", "AUTO_HNSW_THRESHOLD"]
 
 AUTO_HNSW_THRESHOLD = 5000
 """Live-entry count from which ``backend="auto"`` searches with HNSW (see module docstring)."""
 
-FILE_FORMAT = "agemem-ltm"
-FILE_VERSION = 1
-
-_ID_RE = re.compile(r"^mem_[0-9a-f]{8}$")
 _MIN_REBUILD_ROWS = 64
 Backend = Literal["auto", "hnsw", "exact"]
 
@@ -540,22 +533,10 @@ class LongTermMemory:
         self._lock = RWLock()
 
     # ------------------------------------------------------------------ persistence
-    def _embedder_spec(self) -> dict[str, Any]:
-        if isinstance(self.embedder, HashingEmbedder):
-            e = self.embedder
-            return {
-                "name": "hashing",
-                "dim": e.dim,
-                "ngram_range": list(e.ngram_range),
-                "word_weight": e.word_weight,
-                "char_weight": e.char_weight,
-            }
-        if isinstance(self.embedder, MiniLMEmbedder):
-            return {"name": "minilm", "dim": self.dim}
-        return {"name": "custom", "dim": self.dim, "repr": repr(self.embedder)[:200]}
-
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a snapshot atomically (temporary file, fsync, rename).
+
+        The file format is described in :mod:`agemem_gym.memory.ltm_file`.
 
         Args:
             path: Target file (conventionally ``*.npz``).
@@ -563,61 +544,7 @@ class LongTermMemory:
         Returns:
             The path written.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock.read():
-            arrays = self._snapshot_arrays(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-        _remove_stale_temps(path)
-        return path
-
-    def _snapshot_arrays(self, scratch: Path) -> dict[str, np.ndarray]:
-        items = list(self._entries.items())
-        labels = np.array([e.label for _, e in items], dtype=np.int64)
-        header = {
-            "format": FILE_FORMAT,
-            "version": FILE_VERSION,
-            "dim": self.dim,
-            "backend": self.backend,
-            "seed": self.seed,
-            "hnsw_params": self.hnsw_params,
-            "auto_threshold": self.auto_threshold,
-            "rebuild_fraction": self.rebuild_fraction,
-            "max_entries": self.max_entries,
-            "embedder": self._embedder_spec(),
-            "next_label": self._next_label,
-            "index_deleted": self._index_deleted,
-            "rng_state": self._rng.bit_generator.state,
-            "ids": [mid for mid, _ in items],
-            "contents": [e.content for _, e in items],
-            "metadata": [e.metadata for _, e in items],
-            "issued": sorted(self._issued),
-        }
-        arrays = {
-            "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
-            "labels": labels,
-            "vectors": self._vectors[labels] if len(labels) else np.zeros((0, self.dim), np.float32),
-        }
-        if self._index is not None:
-            fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".hnsw.", suffix=".tmp")
-            os.close(fd)
-            try:
-                self._index.save_index(tmp)
-                arrays["hnsw"] = np.fromfile(tmp, dtype=np.uint8)
-            finally:
-                os.unlink(tmp)
-        return arrays
+        return ltm_file.save_memory(self, path)
 
     @classmethod
     def load(
@@ -636,192 +563,22 @@ class LongTermMemory:
             A fully loaded memory; a truncated, corrupt or foreign file raises
             :class:`~agemem_gym.error.MemoryFileError` and nothing half-loaded is returned.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise MemoryFileError(f"no memory file at {path}")
-        try:
-            # open the file ourselves: np.load leaks its handle when the archive is corrupt
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-            raise MemoryFileError(
-                f"{path} is not a readable agemem-gym memory file (truncated or corrupt?): {exc}"
-            ) from exc
-        header = _read_header(path, arrays)
-        return cls._from_snapshot(path, header, arrays, embedder)
+        return ltm_file.load_memory(cls, path, embedder)
 
-    @classmethod
-    def _from_snapshot(
-        cls, path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray], embedder: Any
-    ) -> LongTermMemory:
-        spec = header["embedder"]
-        if embedder is None:
-            if spec.get("name") == "hashing":
-                embedder = HashingEmbedder(
-                    dim=int(spec["dim"]),
-                    ngram_range=tuple(spec["ngram_range"]),
-                    word_weight=float(spec["word_weight"]),
-                    char_weight=float(spec["char_weight"]),
-                )
-            elif spec.get("name") == "minilm":
-                embedder = "minilm"
-            else:
-                raise MemoryFileError(f"{path} was saved with a custom embedder; pass embedder= to load it")
-        params = header["hnsw_params"]
-        ltm = cls(
-            embedder,
-            backend=header["backend"],
-            dim=int(header["dim"]),
-            seed=int(header["seed"]),
-            M=int(params["M"]),
-            ef_construction=int(params["ef_construction"]),
-            ef=int(params["ef"]),
-            auto_threshold=int(header["auto_threshold"]),
-            rebuild_fraction=float(header["rebuild_fraction"]),
-            max_entries=header["max_entries"],
-        )
-        labels, vectors = arrays["labels"], arrays["vectors"]
-        ids, contents, metas = header["ids"], header["contents"], header["metadata"]
-        try:
-            next_label = int(header["next_label"])
-        except (TypeError, ValueError) as exc:
-            raise MemoryFileError(f"{path}: bad next_label") from exc
-        _validate_snapshot(path, ltm.dim, labels, vectors, ids, contents, metas, next_label)
-        ltm._ensure_rows(next_label)
-        ltm._vectors[labels] = vectors
-        ltm._alive[labels] = True
-        ltm._next_label = next_label
+    def _install(
+        self,
+        labels: np.ndarray,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        contents: Sequence[str],
+        metas: Sequence[dict[str, Any]],
+        next_label: int,
+    ) -> None:
+        """Put validated entries of a snapshot into this (empty) store; used by ``load``."""
+        self._ensure_rows(next_label)
+        self._vectors[labels] = vectors
+        self._alive[labels] = True
+        self._next_label = next_label
         for mid, content, meta, label in zip(ids, contents, metas, labels.tolist()):
-            ltm._entries[mid] = _Entry(content, dict(meta), int(label))
-            ltm._label_ids[int(label)] = mid
-        ltm._issued = set(header["issued"]) | set(ids)
-        try:
-            ltm._rng.bit_generator.state = header["rng_state"]
-        except (TypeError, ValueError, KeyError) as exc:
-            raise MemoryFileError(f"{path}: bad id-generator state: {exc}") from exc
-        ltm._index = None
-        if "hnsw" in arrays:
-            ltm._load_index_bytes(path, arrays["hnsw"], int(header["index_deleted"]))
-        elif ltm._hnsw_wanted():
-            ltm._build_index()
-        return ltm
-
-    def _load_index_bytes(self, path: Path, blob: np.ndarray, deleted: int) -> None:
-        import hnswlib
-
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hnsw.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob.tobytes())
-            index = hnswlib.Index(space="cosine", dim=self.dim)
-            try:
-                index.load_index(tmp, max_elements=0, allow_replace_deleted=True)
-            except RuntimeError as exc:
-                raise MemoryFileError(f"{path}: the HNSW graph is corrupt: {exc}") from exc
-        finally:
-            os.unlink(tmp)
-        index.set_num_threads(1)
-        index.set_ef(self.hnsw_params["ef"])  # ef is not stored by hnswlib
-        self._index, self._index_deleted = index, deleted
-        if index.element_count - deleted != len(self._entries):
-            raise MemoryFileError(f"{path}: the HNSW graph does not match the entries")
-
-
-def _read_header(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    missing = {"header", "labels", "vectors"} - set(arrays)
-    if missing:
-        raise MemoryFileError(f"{path} is not an agemem-gym memory file (missing {sorted(missing)})")
-    try:
-        header = json.loads(arrays["header"].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MemoryFileError(f"{path}: unreadable header: {exc}") from exc
-    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
-        raise MemoryFileError(f"{path} is not an agemem-gym memory file (format {header.get('format')!r})")
-    if header.get("version") != FILE_VERSION:
-        raise MemoryFileError(
-            f"{path} has memory-file version {header.get('version')!r}; this agemem-gym reads version "
-            f"{FILE_VERSION}. Load it with the agemem-gym release that wrote it and save it again."
-        )
-    needed = {
-        "dim",
-        "backend",
-        "seed",
-        "hnsw_params",
-        "embedder",
-        "next_label",
-        "ids",
-        "contents",
-        "metadata",
-        "issued",
-        "rng_state",
-        "auto_threshold",
-        "rebuild_fraction",
-        "max_entries",
-        "index_deleted",
-    }
-    if needed - set(header):
-        raise MemoryFileError(f"{path}: header misses {sorted(needed - set(header))}")
-    return header
-
-
-def _validate_snapshot(
-    path: Path,
-    dim: int,
-    labels: np.ndarray,
-    vectors: np.ndarray,
-    ids: list[Any],
-    contents: list[Any],
-    metas: list[Any],
-    next_label: int,
-) -> None:
-    n = len(ids)
-    if not (len(contents) == len(metas) == n == len(labels) == len(vectors)):
-        raise MemoryFileError(f"{path}: entry arrays have different lengths")
-    if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
-        raise MemoryFileError(
-            f"{path}: vectors must be float32 of shape (n, {dim}), got {vectors.dtype} {vectors.shape}"
-        )
-    if labels.dtype != np.int64 or (n and (labels.min() < 0 or labels.max() >= next_label)):
-        raise MemoryFileError(f"{path}: labels out of range")
-    if len(set(labels.tolist())) != n or len(set(ids)) != n:
-        raise MemoryFileError(f"{path}: duplicate labels or ids")
-    if not all(isinstance(i, str) and _ID_RE.match(i) for i in ids):
-        raise MemoryFileError(f"{path}: malformed memory id")
-    if not all(isinstance(c, str) for c in contents) or not all(isinstance(m, dict) for m in metas):
-        raise MemoryFileError(f"{path}: contents must be strings and metadata dicts")
-    if n and not np.all(np.isfinite(vectors)):
-        raise MemoryFileError(f"{path}: vectors contain NaN or inf")
-    if n and not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3):
-        raise MemoryFileError(f"{path}: vectors are not unit-length")
-
-
-STALE_TEMP_SECONDS = 3600.0
-
-
-def _remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_SECONDS) -> None:
-    """Delete temporary files that killed saves of ``path`` left behind.
-
-    Only files older than ``older_than_s`` go: a fresh one may belong to a save that another
-    process is running right now.
-    """
-    now = time.time()
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > older_than_s:
-                tmp.unlink()
-        except OSError:
-            pass  # removed by a concurrent save, or not ours to remove
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable; not every platform can open a directory.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+            self._entries[mid] = _Entry(content, dict(meta), int(label))
+            self._label_ids[int(label)] = mid

@@ -342,7 +342,7 @@ def test_concurrent_readers_and_a_writer_stay_consistent(backend):
 
 
 def test_save_removes_only_stale_temp_files_of_its_own_target(tmp_path):
-    from agemem_gym.memory.ltm import STALE_TEMP_SECONDS
+    from agemem_gym.memory.ltm_file import STALE_TEMP_SECONDS
 
     ltm = LongTermMemory(seed=0)
     ltm.add("a fact")
@@ -357,3 +357,16 @@ def test_save_removes_only_stale_temp_files_of_its_own_target(tmp_path):
     ltm.save(tmp_path / "mem.npz")
     assert not stale.exists() and fresh.exists() and other.exists()
     assert len(LongTermMemory.load(tmp_path / "mem.npz")) == 1
+
+
+def test_snapshot_header_names_the_file_format_and_version(tmp_path):
+    import json
+
+    from agemem_gym.memory.ltm_file import FILE_FORMAT, FILE_VERSION
+
+    ltm = LongTermMemory(seed=0)
+    ltm.add("a fact", {"k": 1})
+    with np.load(ltm.save(tmp_path / "mem.npz")) as npz:
+        header = json.loads(npz["header"].tobytes().decode("utf-8"))
+    assert (header["format"], header["version"]) == (FILE_FORMAT, FILE_VERSION) == ("agemem-ltm", 1)
+    assert list(header)[:2] == ["format", "version"] and header["metadata"] == [{"k": 1}]

@@ -1,7 +1,7 @@
 """Packing step samples into training rows and scoring them with a model.
 
 Samples (prompt + response token ids) are packed into rows of at most ``row_len`` tokens
-with the numba first-fit-decreasing kernel (:func:`agemem_gym.memory.pack_rows`). A row
+with the numba first-fit-decreasing kernel (:func:`agemem_gym.adapters.grpo.packing.pack_rows`). A row
 is several samples back to back; a block-diagonal causal attention mask and per-sample
 position ids keep them independent, so one forward pass scores them all. Only the
 response positions are projected to the vocabulary (``logits_to_keep``).
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agemem_gym.memory.packer import pack_rows
+from agemem_gym.adapters.grpo.packing import pack_rows
 
 __all__ = ["Sample", "Row", "pack_samples", "row_logprobs", "padding_fraction"]
 
@@ -163,9 +163,10 @@ def row_logprobs(
             cols = torch.tensor([index_of[first - 1 + j] for j in range(n)], device=param.device)
             targets = ids[r, first : first + n]
             logits_i = logits[r, cols]  # (n, V)
-            if samples[i].allowed is not None:  # the grammar's masks: the distribution actually sampled
-                mask = np.unpackbits(samples[i].allowed, axis=1, count=logits_i.shape[1]).astype(bool)
-                logits_i = logits_i.masked_fill(~torch.from_numpy(mask).to(logits_i.device), float("-inf"))
+            packed = samples[i].allowed
+            if packed is not None:  # the grammar's masks: the distribution actually sampled
+                allowed = np.unpackbits(packed, axis=1, count=logits_i.shape[1]).astype(bool)
+                logits_i = logits_i.masked_fill(~torch.from_numpy(allowed).to(logits_i.device), float("-inf"))
             lp = logits_i.log_softmax(-1)  # (n, V)
             result[i] = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
             if with_entropy:

@@ -4,8 +4,10 @@ Sub-env ``i`` plays task ``task_ids[i // K]`` (pinned through ``options={"task_i
 the K rollouts of a group share the task and its distractors) with seed ``seed + i``.
 Every turn of every stage becomes a :class:`~agemem_gym.adapters.grpo.batching.Sample`
 whose prompt is that step's packed context and whose loss covers only the generated
-tokens. Finished sub-envs are frozen (:class:`GroupSlot`: no reset, no step) until the
-whole batch has finished.
+tokens. The episodes are played by :func:`agemem_gym.runner.play_episodes`, the loop of
+``agemem run`` and ``agemem eval`` too; finished sub-envs are frozen
+(:class:`~agemem_gym.vector.EpisodeSlot`: no reset, no step) until the whole batch has
+finished.
 """
 
 from __future__ import annotations
@@ -14,66 +16,30 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
-import numpy as np
-from gymnasium.vector import AutoresetMode
 
 from agemem_gym.adapters.grpo.batching import Sample
-from agemem_gym.vector import unbatch_info
+from agemem_gym.runner import EpisodeEnd, SlotEnvs, play_episodes
+from agemem_gym.vector import EpisodeSlot, make_slot_envs
 
 __all__ = ["GroupSlot", "Trajectory", "RolloutBatch", "make_rollout_envs", "collect_groups"]
 
-
-class GroupSlot(gym.Wrapper):
-    """A vector-env slot: resets to a pinned task and freezes once its episode is over.
-
-    ``pinned_task`` (set per sub-env with ``VectorEnv.set_attr``) is used as
-    ``options={"task_id": ...}`` at reset. The end of the episode is reported in ``info``
-    (``slot_done``, ``slot_terminated``, ``slot_truncated``) while ``terminated`` and
-    ``truncated`` stay False, and later steps repeat the final observation with reward 0:
-    a vector env without autoreset may then keep stepping the whole batch until its
-    slowest member finishes, without resetting or stepping the finished ones.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.pinned_task: Any = None
-        self._final: tuple[Any, dict[str, Any]] | None = None
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Reset to the pinned task (if any)."""
-        self._final = None
-        opts = dict(options or {})
-        if self.pinned_task is not None:
-            opts.setdefault("task_id", self.pinned_task)
-        obs, info = self.env.reset(seed=seed, options=opts)
-        return obs, {**info, "slot_done": False}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        """Step, or repeat the final observation once the episode is over."""
-        if self._final is not None:
-            obs, info = self._final
-            return obs, 0.0, False, False, info
-        obs, reward, term, trunc, info = self.env.step(action)
-        info = {**info, "slot_done": bool(term or trunc), "slot_terminated": bool(term), "slot_truncated": bool(trunc)}
-        if term or trunc:
-            self._final = (obs, info)
-        return obs, reward, False, False, info
+GroupSlot = EpisodeSlot
+"""The slot wrapper of the rollout envs: :class:`agemem_gym.vector.EpisodeSlot`, shared by every runner."""
 
 
-def _make_slot(env_id: str, kwargs: Mapping[str, Any], index: int, record: str | None, record_every: int) -> gym.Env:
+def _make_env(env_id: str, kwargs: Mapping[str, Any], index: int, record: str | None, record_every: int) -> gym.Env:
     import agemem_gym  # noqa: F401 - registers the ids in worker processes
     from agemem_gym.wrappers.record import maybe_record
 
-    env = maybe_record(
+    return maybe_record(
         gym.make(env_id, **kwargs),
         record,
         name_prefix=f"env{index}",
         episode_trigger=lambda episode: episode % record_every == 0,
     )
-    return GroupSlot(env)
 
 
 def make_rollout_envs(
@@ -85,7 +51,7 @@ def make_rollout_envs(
     record: str | None = None,
     record_every: int = 1,
 ) -> gym.vector.VectorEnv:
-    """A vector env of ``num_envs`` :class:`GroupSlot`-wrapped copies of ``env_id`` (no autoreset).
+    """A vector env of ``num_envs`` :class:`~agemem_gym.vector.EpisodeSlot` copies of ``env_id`` (no autoreset).
 
     Args:
         env_id: A registered id.
@@ -101,11 +67,9 @@ def make_rollout_envs(
     """
     kwargs = dict(env_kwargs or {})
     fns: list[Callable[[], gym.Env]] = [
-        functools.partial(_make_slot, env_id, kwargs, i, record, max(1, record_every)) for i in range(num_envs)
+        functools.partial(_make_env, env_id, kwargs, i, record, max(1, record_every)) for i in range(num_envs)
     ]
-    if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+    return make_slot_envs(fns, mode="async" if asynchronous else "sync")
 
 
 @dataclasses.dataclass
@@ -143,7 +107,7 @@ def collect_groups(
 
     Args:
         envs: From :func:`make_rollout_envs` with ``num_envs == len(task_ids) * group_size``.
-        policy: Has ``generate(observations) -> list[TurnRecord]`` (e.g. ``HFPolicy``).
+        policy: Has ``generate(observations, infos) -> list[TurnRecord]`` (e.g. ``HFPolicy``).
         task_ids: One task per group.
         group_size: ``K``.
         seed: Sub-env ``i`` resets with ``seed + i``.
@@ -156,42 +120,39 @@ def collect_groups(
     if envs.num_envs != n:
         raise ValueError(f"the vector env has {envs.num_envs} sub-envs; {len(task_ids)} tasks x {group_size} need {n}")
     start = time.perf_counter()
-    envs.set_attr("pinned_task", [t for t in task_ids for _ in range(group_size)])
-    obs, infos = envs.reset(seed=[seed + i for i in range(n)])
-    done = np.zeros(n, dtype=bool)
-    returns = np.zeros(n)
-    finals: list[dict[str, Any]] = [{} for _ in range(n)]
-    samples: list[Sample] = []
-    logprobs: list[list[float]] = []
-    owned: list[list[int]] = [[] for _ in range(n)]
-    generated = 0
-    for _ in range(max_turns):
-        active = np.flatnonzero(~done)
-        if len(active) == 0:
-            break
-        records = policy.generate([obs[i] for i in active], [unbatch_info(infos, int(i)) for i in active])
-        actions = [""] * n
-        for i, rec in zip(active, records):
-            actions[i] = rec.text
-            owned[i].append(len(samples))
-            samples.append(Sample(rec.prompt_ids, rec.response_ids, traj=int(i), grammar=rec.grammar))
-            logprobs.append(list(rec.logprobs))
-            generated += len(rec.response_ids)
-        obs, rewards, _, _, infos = envs.step(actions)
-        returns[active] += rewards[active]
-        ended = np.asarray(infos["slot_done"], dtype=bool)
-        for i in active:
-            if ended[i]:
-                finals[i] = unbatch_info(infos, int(i))
-        done |= ended
-    trajectories = [
-        Trajectory(
-            group=i // group_size,
-            task_id=task_ids[i // group_size],
-            reward=float(returns[i]),
-            info=finals[i],
-            samples=owned[i],
-        )
-        for i in range(n)
-    ]
-    return RolloutBatch(samples, trajectories, group_size, logprobs, generated, time.perf_counter() - start)
+    turns = _Turns(policy, [[] for _ in range(n)])
+    plan = [(task_ids[i // group_size], seed + i) for i in range(n)]
+    # gymnasium types set_attr and per-env seed lists on Sync/AsyncVectorEnv only, not on VectorEnv
+    ends = play_episodes(cast(SlotEnvs, envs), plan, turns.act, max_steps=max_turns)
+    trajectories = [_trajectory(end, task_ids, group_size, turns.owned[end.slot]) for end in ends]
+    return RolloutBatch(
+        turns.samples, trajectories, group_size, turns.logprobs, turns.generated, time.perf_counter() - start
+    )
+
+
+def _trajectory(end: EpisodeEnd, task_ids: Sequence[Any], group_size: int, samples: list[int]) -> Trajectory:
+    group = end.index // group_size
+    # a rollout cut by max_turns has no final info
+    info = end.info if end.finished else {}
+    return Trajectory(group=group, task_id=task_ids[group], reward=end.episode_return, info=info, samples=samples)
+
+
+@dataclasses.dataclass
+class _Turns:
+    """The samples of one :func:`collect_groups` call, one per generated turn."""
+
+    policy: Any
+    owned: list[list[int]]  # per sub-env: its samples' indices
+    samples: list[Sample] = dataclasses.field(default_factory=list)
+    logprobs: list[list[float]] = dataclasses.field(default_factory=list)
+    generated: int = 0
+
+    def act(self, slots: Sequence[int], observations: Sequence[Any], infos: Sequence[dict[str, Any]]) -> list[str]:
+        """Generate one turn per playing sub-env and keep each as a sample."""
+        records = self.policy.generate(list(observations), list(infos))
+        for i, rec in zip(slots, records):
+            self.owned[i].append(len(self.samples))
+            self.samples.append(Sample(rec.prompt_ids, rec.response_ids, traj=int(i), grammar=rec.grammar))
+            self.logprobs.append(list(rec.logprobs))
+            self.generated += len(rec.response_ids)
+        return [rec.text for rec in records]
