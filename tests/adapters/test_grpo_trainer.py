@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -12,8 +13,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 torch = pytest.importorskip("torch")
 
+from agemem_gym.adapters.grpo.batching import Sample  # noqa: E402
 from agemem_gym.adapters.grpo.config import GRPOConfig, load_config  # noqa: E402
-from agemem_gym.adapters.grpo.trainer import distractors_at, train  # noqa: E402
+from agemem_gym.adapters.grpo.rollout import RolloutBatch, Trajectory  # noqa: E402
+from agemem_gym.adapters.grpo.trainer import _attach_advantages, distractors_at, train  # noqa: E402
+from agemem_gym.adapters.grpo.update import score_logprobs, update_policy  # noqa: E402
 from agemem_gym.error import InvalidConfig, UnknownName  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -149,3 +153,57 @@ def test_curriculum_schedule():
     cfg = GRPOConfig(stage2_warmup_steps=2, distractor_ramp_steps=4)
     assert [distractors_at(s, cfg, 5) for s in range(8)] == [0, 0, 1, 2, 3, 4, 5, 5]
     assert [distractors_at(s, GRPOConfig(), 5) for s in range(2)] == [5, 5]
+
+
+def test_every_step_gets_its_trajectory_group_advantage():
+    # 2 groups of K=2; trajectory t owns the samples whose .traj is t (turns interleaved, as collected)
+    rewards = [1.0, 0.0, 3.0, 3.0]
+    samples = [Sample([1], [2], traj=t) for t in (0, 1, 2, 3, 0, 1, 0)]
+    owned = [[i for i, s in enumerate(samples) if s.traj == t] for t in range(4)]
+    trajs = [
+        Trajectory(group=t // 2, task_id=t // 2, reward=r, info={}, samples=owned[t]) for t, r in enumerate(rewards)
+    ]
+    batch = RolloutBatch(samples, trajs, 2, [[] for _ in samples], 0, 0.0)
+    _attach_advantages(batch, GRPOConfig(group_size=2))
+    a = 1 / (2**0.5 + 1e-6)  # (r - mean) / (sample std + eps) = 0.5 / 0.7071...
+    expected = {0: a, 1: -a, 2: 0.0, 3: 0.0}
+    assert [s.advantage for s in samples] == pytest.approx([expected[s.traj] for s in samples])
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "sequence-mean"])
+def test_micro_batches_add_up_to_the_minibatch_update(aggregation):
+    """Splitting a minibatch into rows and micro-batches must not change the gradient."""
+    from agemem_gym.policies.llm.models import load_model
+
+    def run(row_tokens, rows_per_micro_batch):
+        model, tok = load_model("tiny-vocab", seed=0)
+        rng = np.random.default_rng(0)
+        samples = []
+        for t in range(6):
+            prompt = rng.integers(5, len(tok), int(rng.integers(4, 12))).tolist()
+            response = rng.integers(5, len(tok), int(rng.integers(1, 6))).tolist()
+            samples.append(Sample(prompt, response, traj=t, advantage=float(rng.normal())))
+        config = GRPOConfig(
+            row_tokens=row_tokens,
+            rows_per_micro_batch=rows_per_micro_batch,
+            loss_aggregation=aggregation,
+            temperature=1.0,
+            kl_beta=0.1,
+            max_grad_norm=0.0,
+            lora_rank=0,
+        )
+        old = score_logprobs(model, samples, config, tok.pad_token_id)
+        for s, o in zip(samples, old):
+            s.old_logprobs, s.ref_logprobs = o, o + 0.05
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        before = [p.detach().clone() for p in model.parameters()]
+        stats = update_policy(model, optimizer, samples, config, tok.pad_token_id, rng, nullcontext)
+        steps = [p.detach() - b for p, b in zip(model.parameters(), before)]  # = -gradient
+        return stats, steps
+
+    one_row, split = run(4096, 8), run(24, 1)  # all samples in one forward pass vs one short row per pass
+    assert split[0]["perf/padding"] >= 0.0
+    for key in ("losses/policy", "losses/kl"):
+        assert split[0][key] == pytest.approx(one_row[0][key], rel=1e-5, abs=1e-7), key
+    for a, b in zip(one_row[1], split[1]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)

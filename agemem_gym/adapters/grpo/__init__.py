@@ -5,12 +5,14 @@
 8
 """
 
+from typing import Any
+
 from agemem_gym.adapters.grpo.config import PRESETS, GRPOConfig, load_config
 
 __all__ = ["GRPOConfig", "PRESETS", "load_config", "train"]
 
 
-def __getattr__(name: str):  # torch is imported only when training starts
+def __getattr__(name: str) -> Any:  # torch is imported only when training starts
     if name == "train":
         from agemem_gym.adapters.grpo.trainer import train
 

@@ -1,5 +1,7 @@
 """``python -m agemem_gym.adapters.grpo [--config ...]``: the bundled training script."""
 
+import sys
+
 from agemem_gym.cli import main
 
-raise SystemExit(main(["train", *__import__("sys").argv[1:]]))
+raise SystemExit(main(["train", *sys.argv[1:]]))

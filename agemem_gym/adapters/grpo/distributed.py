@@ -44,15 +44,17 @@ def sync_gradients(params: list[torch.nn.Parameter]) -> None:
     """Sum gradients over ranks (each rank already divided its loss by the global token count)."""
     if world()[1] == 1:
         return
+    grads = []
     for p in params:
-        if p.grad is None:
+        if p.grad is None:  # a rank without samples still joins the sum
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p))
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 

@@ -1,13 +1,17 @@
 """Step-wise GRPO losses as short pure functions (shapes in the comments).
 
 Notation: ``N`` trajectories in ``G`` groups of ``K`` (the rollouts of one task), ``S``
-step samples (every turn of every trajectory), ``T`` response tokens per sample (padded),
-``mask`` is 1 on generated tokens.
+step samples (every turn of every trajectory), ``P`` response tokens of several samples
+laid end to end (the trainer's packed layout: no padding, so no mask).
 
 The paper's objective (Eqs. 5–6): ``A = (r − mean_group) / (std_group + eps)`` with the
-sample std, the same ``A`` on every step of the trajectory, and
-``J = mean_tokens[ρ·A] − β·KL(π_θ ‖ π_ref)``; ``clip=None`` keeps the paper's unclipped ratio,
-a float gives the PPO-clipped surrogate of the released code.
+sample std, the same ``A`` on every step of the trajectory (and every token of the step),
+and ``J = mean_tokens[ρ·A] − β·KL(π_θ ‖ π_ref)``; ``clip=None`` keeps the paper's unclipped
+ratio, a float gives the PPO-clipped surrogate of the released code.
+
+The mean is taken as a weighted sum whose weights are fixed by the whole minibatch (its
+token or sequence count, summed over processes), so the micro-batches of a minibatch, on
+every rank, add up to the minibatch mean.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import torch
 __all__ = [
     "group_advantages",
     "broadcast_to_steps",
+    "broadcast_to_tokens",
     "policy_surrogate",
     "kl_penalty",
     "token_mean",
     "sequence_mean",
-    "masked_entropy",
 ]
 
 
@@ -63,6 +67,19 @@ def broadcast_to_steps(traj_advantages: torch.Tensor, step_traj: torch.Tensor) -
     return traj_advantages[step_traj]
 
 
+def broadcast_to_tokens(step_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Repeat each sample's value on each of its response tokens (packed layout).
+
+    Args:
+        step_values: ``(S,)`` one value per sample (its advantage, its loss weight).
+        lengths: ``(S,)`` long, each sample's response length.
+
+    Returns:
+        ``(P,)`` with ``P = lengths.sum()``.
+    """
+    return torch.repeat_interleave(step_values, lengths)  # (P,)
+
+
 def policy_surrogate(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -73,7 +90,7 @@ def policy_surrogate(
     """Per-token policy loss ``−min(ρA, clip(ρ)A)`` (or ``−ρA`` when ``clip`` is None).
 
     Args:
-        logp: ``(S, T)`` log-probs under the current policy.
+        logp: ``(S, T)`` log-probs under the current policy (the trainer passes ``(1, P)``).
         old_logp: ``(S, T)`` log-probs under the rollout policy (no grad).
         advantages: ``(S,)`` per-sample advantages, or ``(S, T)`` per-token ones.
         clip: Lower (and by default upper) clip range ε; ``None`` for the paper's unclipped ratio.
@@ -116,38 +133,31 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: Literal["k
     raise ValueError(f"estimator must be 'k1', 'k2' or 'k3', got {estimator!r}")
 
 
-def token_mean(values: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None) -> torch.Tensor:
-    """Mean over generated tokens (the paper's and the released code's aggregation).
+def token_mean(values: torch.Tensor, total_tokens: float) -> torch.Tensor:
+    """These tokens' share of the minibatch's mean over tokens (the paper's and released code's).
 
     Args:
-        values: ``(S, T)``.
-        mask: ``(S, T)`` 1 on generated tokens.
-        total_tokens: Normaliser; pass the token count of the whole mini-batch when it is
-            split into micro-batches so their gradients add up to the mini-batch mean.
+        values: ``(..., P)`` per-token values of some of the minibatch's samples.
+        total_tokens: Response tokens in the whole minibatch (all micro-batches, all ranks).
 
     Returns:
-        A scalar.
+        A scalar: ``Σ values / total_tokens``.
     """
-    denom = mask.sum() if total_tokens is None else torch.as_tensor(float(total_tokens))
-    return (values * mask).sum() / denom.clamp(min=1.0)
+    weights = torch.full_like(values, 1.0 / total_tokens)  # (..., P)
+    return (values * weights).sum()
 
 
-def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of each sample's token mean (the original GRPO aggregation)."""
-    per_seq = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (S,)
-    return per_seq.mean()
-
-
-def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Token-mean entropy of the policy on generated positions (a diagnostic).
+def sequence_mean(values: torch.Tensor, lengths: torch.Tensor, num_sequences: float) -> torch.Tensor:
+    """These samples' share of the minibatch's mean of per-sample token means (the original GRPO's).
 
     Args:
-        logits: ``(S, T, V)`` (temperature already applied).
-        mask: ``(S, T)``.
+        values: ``(..., P)`` per-token values of some of the minibatch's samples, packed.
+        lengths: ``(S,)`` long, the response length of each of these samples (``Σ = P``).
+        num_sequences: Samples in the whole minibatch (all micro-batches, all ranks).
 
     Returns:
-        A scalar.
+        A scalar: ``Σ_s (Σ_t values_st / len_s) / num_sequences``.
     """
-    logp = logits.log_softmax(-1)  # (S, T, V)
-    ent = -(logp.exp() * logp).sum(-1)  # (S, T)
-    return token_mean(ent, mask)
+    per_sample = (lengths.clamp(min=1).double() * num_sequences).reciprocal()  # (S,) in float64, like Python
+    weights = broadcast_to_tokens(per_sample.to(values.dtype), lengths).to(values.device)  # (P,)
+    return (values * weights).sum()

@@ -12,7 +12,8 @@ import gymnasium as gym  # noqa: E402
 import agemem_gym  # noqa: E402,F401
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, row_logprobs  # noqa: E402
 from agemem_gym.adapters.grpo.config import GRPOConfig  # noqa: E402
-from agemem_gym.adapters.grpo.trainer import _attach_masks, _score  # noqa: E402
+from agemem_gym.adapters.grpo.trainer import _attach_masks  # noqa: E402
+from agemem_gym.adapters.grpo.update import score_logprobs  # noqa: E402
 from agemem_gym.policies.llm.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
 from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
 from agemem_gym.policies.llm.models import load_model  # noqa: E402
@@ -92,7 +93,7 @@ def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one
     samples = [Sample(r.prompt_ids, r.response_ids, traj=i, grammar=r.grammar) for i, r in enumerate(records)]
     _attach_masks(samples, policy.grammar)
     config = GRPOConfig(temperature=0.7, row_tokens=4096, lora_rank=0)
-    old = _score(model, samples, config, tok.pad_token_id)
+    old = score_logprobs(model, samples, config, tok.pad_token_id)
     for rec, lp in zip(records, old):
         assert torch.allclose(lp, torch.tensor(rec.logprobs), atol=1e-4)  # rollout == trainer distribution
         assert lp.max() <= 0 and (lp > -1e-6).any()  # forced tokens (tags, JSON punctuation) have log-prob 0
@@ -103,6 +104,6 @@ def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one
     for i, lp in enumerate(old):
         assert torch.equal(torch.exp(new[i].detach() - lp), torch.ones_like(lp))
     unmasked = [Sample(s.prompt_ids, s.response_ids, traj=s.traj) for s in samples]
-    plain = _score(model, unmasked, config, tok.pad_token_id)
+    plain = score_logprobs(model, unmasked, config, tok.pad_token_id)
     assert all((p <= o + 1e-6).all() for p, o in zip(plain, old))  # masking only renormalises upwards
     assert float(np.mean([(o - p).max() for p, o in zip(plain, old)])) > 1.0

@@ -1,0 +1,230 @@
+"""What a training run holds from step to step, and how it is built or restored from a checkpoint.
+
+    threads, accelerator, seeds
+    policy model + frozen reference (or a LoRA adapter over the reference) + tokenizer
+    optimizer, task-sampling RNG and start step (from the newest checkpoint on resume)
+    rollout policy and vector env, metric logger, ``config.json``
+
+The order of these steps is part of the run's reproducibility: they draw from the global
+torch RNG, and resuming restores that RNG after the model is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+from agemem_gym.adapters.grpo import distributed as D
+from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training_state
+from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.metrics import MetricLogger
+from agemem_gym.adapters.grpo.rollout import make_rollout_envs
+from agemem_gym.adapters.grpo.update import Autocast
+from agemem_gym.error import missing_dependency
+from agemem_gym.policies.llm.hf_policy import HFPolicy
+
+__all__ = ["TrainState", "build_state", "build_models"]
+
+RolloutEnvs = SyncVectorEnv | AsyncVectorEnv
+"""What :func:`~agemem_gym.adapters.grpo.rollout.make_rollout_envs` builds."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a run keeps between steps (one per process).
+
+    Attributes:
+        config: The run's settings.
+        accelerator: The ``accelerate.Accelerator`` (device, mixed precision, barriers).
+        rank: This process's rank.
+        world: Number of processes.
+        model: The policy being trained.
+        reference: The frozen reference (``None``: LoRA's base model, or no KL term).
+        tokenizer: The policy's tokenizer.
+        params: The trainable parameters.
+        optimizer: AdamW over ``params``.
+        rng: Task sampling and minibatch shuffling; identical on every rank.
+        start_step: First step to run (after the checkpoint it resumed from).
+        checkpoint: The checkpoint it resumed from, if any.
+        policy: Generates the rollouts with ``model``.
+        envs: This rank's ``local_tasks * group_size`` rollout envs.
+        panel: The task ids the env draws from.
+        full_distractors: The env's Stage-2 distractor count once the curriculum has warmed up.
+        local_tasks: This rank's share of ``config.tasks_per_step``.
+        logger: CSV (and TensorBoard) log on rank 0, ``None`` elsewhere.
+        autocast: Wrapped around training forward passes.
+        output_dir: The run folder.
+    """
+
+    config: GRPOConfig
+    accelerator: Any
+    rank: int
+    world: int
+    model: Any
+    reference: Any
+    tokenizer: Any
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    start_step: int
+    checkpoint: Path | None
+    policy: HFPolicy
+    envs: RolloutEnvs
+    panel: list[Any]
+    full_distractors: int
+    local_tasks: int
+    logger: MetricLogger | None
+    autocast: Autocast
+    output_dir: Path
+
+
+def build_state(config: GRPOConfig) -> TrainState:
+    """Build a run from ``config``, resuming from the newest checkpoint when ``config.resume``.
+
+    Args:
+        config: The run's settings.
+
+    Returns:
+        The state at the first step to run.
+    """
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    accelerator = _accelerator()
+    rank, world = D.world()
+    output_dir = Path(config.output_dir)
+    resume = latest_checkpoint(output_dir) if config.resume else None
+    _seed_everything(config.seed)
+    model, reference, tokenizer = build_models(config, resume, accelerator.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    D.broadcast_parameters(params)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)  # task sampling and shuffling: identical on every rank
+    start_step = load_training_state(resume, optimizer, rng) + 1 if resume is not None else 0
+    policy = _rollout_policy(config, model, tokenizer)
+    local_tasks = len(range(rank, config.tasks_per_step, world))
+    envs = _rollout_envs(config, tokenizer, rank, local_tasks)
+    env = envs.get_attr("unwrapped")[0]
+    logger = MetricLogger(output_dir, tensorboard=config.tensorboard) if rank == 0 else None
+    if rank == 0:
+        (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    return TrainState(
+        config=config,
+        accelerator=accelerator,
+        rank=rank,
+        world=world,
+        model=model,
+        reference=reference,
+        tokenizer=tokenizer,
+        params=params,
+        optimizer=optimizer,
+        rng=rng,
+        start_step=start_step,
+        checkpoint=resume,
+        policy=policy,
+        envs=envs,
+        panel=list(env.task_ids),
+        full_distractors=int(env.config.num_distractors),
+        local_tasks=local_tasks,
+        logger=logger,
+        autocast=accelerator.autocast if accelerator.mixed_precision != "no" else nullcontext,
+        output_dir=output_dir,
+    )
+
+
+def _accelerator() -> Any:
+    """bf16 autocast where the GPU supports it, float32 elsewhere."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:
+        raise missing_dependency("accelerate", "train") from exc
+    mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(mixed_precision=mixed)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) -> tuple[Any, Any, Any]:
+    """The models a run trains and compares against.
+
+    Args:
+        config: Model name, LoRA settings, KL β, seed (of the tiny test models).
+        resume: A checkpoint to load the trained weights (or adapter) from.
+        device: Where the models go.
+
+    Returns:
+        ``(policy model, reference model or None, tokenizer)``; a LoRA model has no separate
+        reference (its base model is one), and ``kl_beta == 0`` needs none.
+    """
+    from agemem_gym.policies.llm.models import load_model
+
+    extra = {"seed": config.seed} if config.model in ("tiny", "tiny-vocab") else {}
+    model, tokenizer = load_model(config.model, **extra)
+    if config.lora_rank:
+        return _with_lora(model, config, resume).to(device), None, tokenizer
+    if resume is not None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(resume / "model"), dtype=torch.float32, local_files_only=True)
+    reference = None
+    if config.kl_beta > 0:
+        source = model if resume is None else load_model(config.model, **extra)[0]
+        reference = copy.deepcopy(source).to(device).eval().requires_grad_(False)
+    return model.to(device), reference, tokenizer
+
+
+def _with_lora(model: Any, config: GRPOConfig, resume: Path | None) -> Any:
+    """A fresh LoRA adapter over ``model``, or the one saved in ``resume``."""
+    try:
+        from peft import LoraConfig, PeftModel, get_peft_model
+    except ImportError as exc:
+        raise missing_dependency("peft", "train") from exc
+    if resume is not None:
+        return PeftModel.from_pretrained(model, str(resume / "model"), is_trainable=True)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _rollout_policy(config: GRPOConfig, model: Any, tokenizer: Any) -> HFPolicy:
+    """Generates the rollouts with the model being trained (at the training temperature)."""
+    return HFPolicy(
+        model,
+        tokenizer,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        batch_size=config.generation_batch_size,
+        constrained=config.constrained,
+    )
+
+
+def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: int) -> RolloutEnvs:
+    """This rank's ``local_tasks × K`` envs (recording into ``record_dir/rank<r>`` if asked)."""
+    record = None if config.record_dir is None else str(Path(config.record_dir) / f"rank{rank}")
+    envs = make_rollout_envs(
+        config.env_id,
+        local_tasks * config.group_size,
+        {"tokenizer": tokenizer, **dict(config.env_kwargs)},
+        config.async_envs,
+        record=record,
+        record_every=config.record_every,
+    )
+    return cast(RolloutEnvs, envs)

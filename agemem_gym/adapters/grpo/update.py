@@ -1,0 +1,225 @@
+"""Scoring the samples and updating the policy on them.
+
+    score: packed rows → per-token log-probs under π_old (the policy before the update) and
+        π_ref (the frozen reference, or the LoRA base model)
+    update: μ epochs × minibatches; each minibatch micro-batch by micro-batch:
+        packed rows → clipped surrogate + β·KL per token → its share of the minibatch mean
+        → backward; then sum gradients over ranks, clip, one optimizer step
+
+The math is in :mod:`agemem_gym.adapters.grpo.losses`; this module only lays the samples
+out for it (the packed ``(1, P)`` layout of :func:`~agemem_gym.adapters.grpo.batching.row_logprobs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+
+from agemem_gym.adapters.grpo import distributed as D
+from agemem_gym.adapters.grpo.batching import Row, Sample, pack_samples, padding_fraction, row_logprobs
+from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.losses import (
+    broadcast_to_tokens,
+    kl_penalty,
+    policy_surrogate,
+    sequence_mean,
+    token_mean,
+)
+
+__all__ = ["UPDATE_KEYS", "score_logprobs", "reference_logprobs", "update_policy"]
+
+Autocast = Callable[[], AbstractContextManager[Any]]
+"""A context-manager factory wrapped around forward passes (bf16 autocast or ``nullcontext``)."""
+
+UPDATE_KEYS = ("losses/policy", "losses/kl", "losses/clipfrac", "losses/entropy", "losses/grad_norm", "perf/padding")
+"""The metrics :func:`update_policy` returns."""
+
+_SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding")
+
+
+# ============================================================================ scoring
+def score_logprobs(model: Any, samples: Sequence[Sample], config: GRPOConfig, pad_id: int) -> list[torch.Tensor]:
+    """Per-token log-probs of every sample's response, on CPU (no gradient).
+
+    Args:
+        model: The causal LM to score with.
+        samples: Non-empty; packed into rows exactly as :func:`update_policy` packs a single
+            minibatch, so the ratio of the first update is exactly 1.
+        config: Row size, rows per forward pass, temperature.
+        pad_id: Padding token id.
+
+    Returns:
+        ``[(len(response_ids),) float32]``, one per sample, in order.
+    """
+    out: dict[int, torch.Tensor] = {}
+    rows = pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    with torch.no_grad():
+        for start in range(0, len(rows), config.rows_per_micro_batch):
+            micro = rows[start : start + config.rows_per_micro_batch]
+            lp, _ = row_logprobs(model, micro, samples, pad_id=pad_id, temperature=config.temperature)
+            for i, v in lp.items():
+                out[i] = v.detach().float().cpu()
+    return [out[i] for i in range(len(samples))]
+
+
+def reference_logprobs(
+    model: Any, reference: Any, samples: Sequence[Sample], config: GRPOConfig, pad_id: int
+) -> list[torch.Tensor]:
+    """:func:`score_logprobs` under the frozen reference; ``reference=None`` means LoRA's base model."""
+    if reference is not None:
+        return score_logprobs(reference, samples, config, pad_id)
+    with model.disable_adapter():  # LoRA: the frozen base model is the reference
+        return score_logprobs(model, samples, config, pad_id)
+
+
+# ============================================================================ update
+@dataclasses.dataclass(frozen=True)
+class _Minibatch:
+    """One minibatch: this rank's samples and the global counts its mean divides by."""
+
+    samples: list[Sample]
+    tokens: float
+    sequences: float
+
+
+def update_policy(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    samples: Sequence[Sample],
+    config: GRPOConfig,
+    pad_id: int,
+    rng: np.random.Generator,
+    autocast: Autocast,
+) -> dict[str, float]:
+    """``config.update_epochs`` passes of ``config.minibatches`` optimizer steps over ``samples``.
+
+    Args:
+        model: The policy (trainable).
+        optimizer: Its optimizer.
+        samples: This rank's samples, with advantages and old (and reference) log-probs set.
+        config: Loss and batching settings.
+        pad_id: Padding token id.
+        rng: Shuffles the samples into minibatches (when there are several).
+        autocast: Wrapped around forward passes.
+
+    Returns:
+        The :data:`UPDATE_KEYS` metrics (means over optimizer steps or over tokens).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums = dict.fromkeys(_SUMS, 0.0)
+    n_updates = 0
+    model.train()
+    for _ in range(config.update_epochs):
+        for part in _split(len(samples), config.minibatches, rng):
+            mb = _minibatch([samples[int(i)] for i in part])
+            stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast)
+            for k, v in stats.items():
+                sums[k] += v
+            n_updates += 1
+    steps, tokens = max(1, n_updates), max(1.0, sums["tokens"])
+    return {
+        "losses/policy": sums["loss"] / steps,
+        "losses/kl": sums["kl"] / tokens,
+        "losses/clipfrac": sums["clipped"] / tokens,
+        "losses/entropy": sums["entropy"] / tokens,
+        "losses/grad_norm": sums["grad_norm"] / steps,
+        "perf/padding": sums["padding"] / steps,
+    }
+
+
+def _split(n: int, minibatches: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Indices of each minibatch of one epoch (identical on every rank: ``rng`` is)."""
+    # one minibatch: keep the scoring order, so the rows (and the forward pass) are the same
+    # as for the old log-probs and the ratio is exactly 1 before the first step
+    order = rng.permutation(n) if minibatches > 1 else np.arange(n)
+    return np.array_split(order, minibatches)
+
+
+def _minibatch(samples: list[Sample]) -> _Minibatch:
+    """Every rank divides by the global token and sample counts of the minibatch."""
+    tokens = max(1.0, D.all_sum(sum(len(s.response_ids) for s in samples)))
+    sequences = max(1.0, D.all_sum(len(samples)))
+    return _Minibatch(samples, tokens, sequences)
+
+
+def _optimizer_step(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    mb: _Minibatch,
+    config: GRPOConfig,
+    pad_id: int,
+    autocast: Autocast,
+) -> dict[str, float]:
+    """Backward over this rank's share of ``mb``, sum gradients over ranks, clip, step; its sums."""
+    optimizer.zero_grad(set_to_none=True)
+    stats = dict.fromkeys(_SUMS, 0.0)
+    if mb.samples:  # a rank may have no sample in this minibatch; it still joins the gradient sum
+        rows = pack_samples(mb.samples, max(config.row_tokens, max(len(s) for s in mb.samples)))
+        stats["padding"] = padding_fraction(rows, config.rows_per_micro_batch)
+        for start in range(0, len(rows), config.rows_per_micro_batch):
+            micro = _micro_batch(model, rows[start : start + config.rows_per_micro_batch], mb, config, pad_id, autocast)
+            for k, v in micro.items():
+                stats[k] += v
+    D.sync_gradients(params)
+    if config.max_grad_norm:
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
+    optimizer.step()
+    return stats
+
+
+def _micro_batch(
+    model: Any, rows: Sequence[Row], mb: _Minibatch, config: GRPOConfig, pad_id: int, autocast: Autocast
+) -> dict[str, float]:
+    """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
+    with autocast():
+        lp, entropy = row_logprobs(
+            model, rows, mb.samples, pad_id=pad_id, temperature=config.temperature, with_entropy=True
+        )
+    loss, kl, clipped = _loss(lp, mb, config)
+    loss.backward()
+    n = float(sum(len(v) for v in lp.values()))
+    return {
+        "loss": float(loss.detach()),
+        "kl": float(kl.detach().sum()),
+        "clipped": float(clipped.float().sum()),
+        "entropy": (0.0 if entropy is None else float(entropy)) * n,
+        "tokens": n,
+    }
+
+
+def _loss(
+    lp: dict[int, torch.Tensor], mb: _Minibatch, config: GRPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, per-token KL, per-token clipped)`` of the samples in ``lp``, all ``(1, P)`` but the loss."""
+    ids = list(lp)
+    samples = [mb.samples[i] for i in ids]
+    logp = torch.cat([lp[i] for i in ids]).unsqueeze(0)  # (1, P)
+    device = logp.device
+    lengths = torch.tensor([len(lp[i]) for i in ids])  # (S,)
+    old = _packed(s.old_logprobs for s in samples).to(device).unsqueeze(0)  # (1, P)
+    adv = broadcast_to_tokens(torch.tensor([s.advantage for s in samples]), lengths).to(device).unsqueeze(0)  # (1, P)
+    pg_loss, clipped = policy_surrogate(logp, old, adv, config.clip, config.clip_high)  # (1, P)
+    kl = torch.zeros_like(pg_loss)  # (1, P)
+    if config.kl_beta > 0:
+        ref = _packed(s.ref_logprobs for s in samples).to(device).unsqueeze(0)  # (1, P)
+        kl = kl_penalty(logp, ref, config.kl_estimator)
+    per_token = pg_loss + config.kl_beta * kl  # (1, P)
+    if config.loss_aggregation == "sequence-mean":
+        return sequence_mean(per_token, lengths, mb.sequences), kl, clipped
+    return token_mean(per_token, mb.tokens), kl, clipped
+
+
+def _packed(per_sample: Iterable[torch.Tensor | None]) -> torch.Tensor:
+    """Concatenate per-sample log-probs, which the trainer must have set before the update."""
+    parts = []
+    for t in per_sample:
+        if t is None:
+            raise ValueError("a sample has no old or reference log-probs: score the samples before the update")
+        parts.append(t)
+    return torch.cat(parts)  # (P,)
