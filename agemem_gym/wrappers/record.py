@@ -71,7 +71,9 @@ them in.
 
 A turn whose tool calls use the last round of Stage 1 also ends Stage 1, and the context
 reset removes the turn and its results before ``step`` returns: ``context.added`` then lacks
-them, while ``action`` and ``calls`` still hold them (the env keeps the last turn).
+them, while ``action`` and ``calls`` still hold them (the env keeps the last turn). Files of
+earlier versions may hold ``"ok": null``, ``"result": null`` and ``"results_lost": true`` for
+such a step; :func:`read_episode` accepts them.
 """
 
 from __future__ import annotations

@@ -91,7 +91,9 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
     own invalid-call penalty. ``infos[agent]`` then holds the paper's components
     (``reward_components``, ``penalties``, ``task_score``, ``memory_quality``...), the
     ``team_reward`` and the adversarial counts (``misleading_memories`` left in the store,
-    ``misleading_retrieved`` by the answerer).
+    ``misleading_retrieved`` by the answerer). After every step, ``infos[agent]["turn"]``
+    says what the agent's turn did, in ``MemoryEnv``'s ``info["turn"]`` form (``None`` when
+    the answer ended the cycle before the agent's turn).
 
     Args:
         task_env: A registered non-interactive id, or a ``MemoryEnv`` instance, that
