@@ -124,23 +124,35 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 # ====================================================================== JSON helpers
-def _jsonable(value: Any) -> Any:
+_MAX_DEPTH = 64  # deeper (or cyclic) structures in a structured action are cut there
+_MAX_INT_BITS = 4096  # far below Python's int-to-text digit limit
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value``: numpy scalars become numbers, unknown objects their type name.
 
     Never ``repr`` (it may hold a memory address, which would make files differ run to run).
+    Nesting past ``_MAX_DEPTH`` levels (a cycle, say) and integers too long to write become
+    placeholder strings too, so any structured action can be recorded.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        return f"<int of {value.bit_length()} bits>"
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return _jsonable(value.item(), depth)
+    if depth >= _MAX_DEPTH and isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH}>"
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {
+            k if isinstance(k, str) else str(_jsonable(k, depth + 1)): _jsonable(v, depth + 1) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return _jsonable(value.tolist(), depth)
     return f"<{type(value).__name__}>"
 
 
