@@ -80,8 +80,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -89,7 +87,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, SupportsFloat, cast
 
 import gymnasium as gym
-import numpy as np
 
 from agemem_gym.error import InvalidConfig
 from agemem_gym.wrappers.episode import (
@@ -101,11 +98,19 @@ from agemem_gym.wrappers.episode import (
     StepRecord,
     read_episode,
 )
+from agemem_gym.wrappers.jsonl import (
+    EpisodeTracker,
+    added_json,
+    call_json,
+    compact_step,
+    context_json,
+    jsonable,
+    message_json,
+    parsed_json,
+)
 
 if TYPE_CHECKING:
     from agemem_gym.core import MemoryEnv
-    from agemem_gym.memory.stm import Message
-    from agemem_gym.turns import TurnOutcome
 
 __all__ = [
     "SCHEMA",
@@ -121,154 +126,6 @@ __all__ = [
 ]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-# ====================================================================== JSON helpers
-_MAX_DEPTH = 64  # deeper (or cyclic) structures in a structured action are cut there
-_MAX_INT_BITS = 4096  # far below Python's int-to-text digit limit
-
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value``: numpy scalars become numbers, unknown objects their type name.
-
-    Never ``repr`` (it may hold a memory address, which would make files differ run to run).
-    Nesting past ``_MAX_DEPTH`` levels (a cycle, say) and integers too long to write become
-    placeholder strings too, so any structured action can be recorded.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
-        return f"<int of {value.bit_length()} bits>"
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, np.generic):
-        return _jsonable(value.item(), depth)
-    if depth >= _MAX_DEPTH and isinstance(value, (Mapping, list, tuple, np.ndarray)):
-        return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH}>"
-    if isinstance(value, Mapping):
-        return {
-            k if isinstance(k, str) else str(_jsonable(k, depth + 1)): _jsonable(v, depth + 1) for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), depth)
-    return f"<{type(value).__name__}>"
-
-
-def _dumps(record: Mapping[str, Any]) -> str:
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates (fuzzed text) have no UTF-8 form: escape them as \udXXX
-        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return line + "\n"
-
-
-def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    """Drop optional keys whose value is empty, ``None`` or ``False``."""
-    return {k: v for k, v in record.items() if v is not None and v is not False and v != [] and v != {}}
-
-
-# ====================================================================== live tracking
-class _EpisodeTracker:
-    """Diffs the live context and LTM between steps and writes the records of one episode."""
-
-    def __init__(self, handle: IO[str], base: MemoryEnv) -> None:
-        self.handle = handle
-        self.base = base
-        self.steps = 0
-        self.total = 0.0
-        self._next_n = 0
-        self._prev: tuple[Any, ...] = ()  # keeps the previous messages alive so their id()s stay unique
-        self._numbers: dict[int, int] = {}
-        self._ltm: dict[str, dict[str, Any]] = {}
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self.handle.write(_dumps(record))
-
-    # -- context ------------------------------------------------------------------------
-    def context_changes(self) -> tuple[list[tuple[int, int, Any]], list[int]]:
-        """New messages as ``(n, pos, message)`` and the numbers of the removed ones."""
-        current = self.base.stm.messages
-        seen = {id(m) for m in current}
-        removed = [self._numbers[id(m)] for m in self._prev if id(m) not in seen]
-        added: list[tuple[int, int, Any]] = []
-        numbers: dict[int, int] = {}
-        for pos, msg in enumerate(current):
-            n = self._numbers.get(id(msg))
-            if n is None:
-                n, self._next_n = self._next_n, self._next_n + 1
-                added.append((n, pos, msg))
-            numbers[id(msg)] = n
-        self._prev, self._numbers = current, numbers
-        return added, removed
-
-    # -- long-term memory ---------------------------------------------------------------
-    def ltm_changes(self) -> dict[str, Any]:
-        """The LTM diff since the last call (full new values for added and updated entries)."""
-        current = {m.id: {"id": m.id, "content": m.content, "metadata": _jsonable(m.metadata)} for m in self.base.ltm}
-        prev = self._ltm
-        diff = {
-            "add": [e for mid, e in current.items() if mid not in prev],
-            "update": [e for mid, e in current.items() if mid in prev and prev[mid] != e],
-            "delete": [mid for mid in prev if mid not in current],
-        }
-        self._ltm = current
-        return _compact(diff)
-
-    def ltm_list(self) -> list[dict[str, Any]]:
-        return list(self._ltm.values())
-
-
-def _message_json(n: int, pos: int, msg: Any, of: str | None = None) -> dict[str, Any]:
-    record = {"n": n, "pos": pos, "role": msg.role, "kind": msg.kind, "stage": msg.stage, "tokens": msg.tokens}
-    if of is None:
-        record["content"] = msg.content
-    else:
-        record["of"] = of
-    return record
-
-
-def _context_json(info: Mapping[str, Any], size: int) -> dict[str, Any]:
-    return {
-        "tokens": int(info.get("context_tokens", 0)),
-        "prompt_tokens": int(info.get("prompt_tokens", 0)),
-        "overflow": bool(info.get("overflow", False)),
-        "size": size,
-    }
-
-
-def _added_json(added: list[tuple[int, int, Message]], turn: TurnOutcome) -> list[dict[str, Any]]:
-    """The messages that entered the context; the turn's own text and call results by reference."""
-    of = {id(turn.message): "action"} | {id(m): f"call:{i}" for i, m in enumerate(turn.result_messages)}
-    return [_message_json(n, pos, m, of.get(id(m))) for n, pos, m in added]
-
-
-def _parsed_json(report: Mapping[str, Any], turn: TurnOutcome) -> dict[str, Any]:
-    """The step's ``parsed`` record: the env's reading of the turn (``info["turn"]``) and its think text."""
-    return _compact(
-        {
-            "kind": report["kind"],
-            "think": turn.parsed.think,
-            "answer": report.get("answer"),
-            "act": report.get("action"),
-            "notes": list(turn.parsed.notes),
-        }
-    )
-
-
-def _call_json(call: Mapping[str, Any]) -> dict[str, Any]:
-    """One call of ``info["turn"]["calls"]`` as recorded."""
-    record: dict[str, Any] = {
-        "name": call["name"],
-        "arguments": _jsonable(call["arguments"]),
-        "ok": bool(call["ok"]),
-        "result": call["message"],
-    }
-    if call["memory_op"] is None and call["memory_ids"]:  # ids without a write: the memories read
-        record["retrieved"] = list(call["memory_ids"])
-    return record
 
 
 # ====================================================================== the wrapper
@@ -323,18 +180,18 @@ class RecordEpisode(gym.Wrapper):
             raise InvalidConfig(f"name_prefix must be non-empty and use only A-Z a-z 0-9 _ . -, got {name_prefix!r}")
         self.directory = Path(directory)
         self.name_prefix = name_prefix
-        self.metadata: dict[str, Any] = _jsonable(dict(metadata or {}))
+        self.metadata: dict[str, Any] = jsonable(dict(metadata or {}))
         self.episode_trigger = episode_trigger
         self.overwrite = overwrite
         self.record_timing = record_timing
         self.episode_index = -1
         self.paths: list[Path] = []
-        self._tracker: _EpisodeTracker | None = None
+        self._tracker: EpisodeTracker | None = None
         self._info: Mapping[str, Any] = {}
 
     def set_metadata(self, **fields: Any) -> None:
         """Merge ``fields`` into the metadata written in the headers of the following episodes."""
-        self.metadata.update(_jsonable(fields))
+        self.metadata.update(jsonable(fields))
 
     # -- gym API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -393,7 +250,7 @@ class RecordEpisode(gym.Wrapper):
         base = cast("MemoryEnv", self.env.unwrapped)  # checked in __init__
         task = base.task
         assert task is not None  # reset has run
-        tracker = _EpisodeTracker(self._open(task.task_id), base)
+        tracker = EpisodeTracker(self._open(task.task_id), base)
         added, _ = tracker.context_changes()
         tracker.ltm_changes()
         spec = self.env.spec
@@ -402,12 +259,12 @@ class RecordEpisode(gym.Wrapper):
                 "type": "header",
                 "schema": SCHEMA,
                 "env_id": spec.id if spec is not None else type(base).__name__,
-                "env_kwargs": _jsonable(spec.kwargs if spec is not None else {}),
+                "env_kwargs": jsonable(spec.kwargs if spec is not None else {}),
                 "episode": self.episode_index,
                 "seed": seed,
-                "options": _jsonable(options or {}),
+                "options": jsonable(options or {}),
                 "metadata": self.metadata,
-                "config": _jsonable(dataclasses.asdict(base.config)),
+                "config": jsonable(dataclasses.asdict(base.config)),
                 "budget": int(base.config.max_context_tokens),
                 "task": {
                     "task_id": task.task_id,
@@ -418,8 +275,8 @@ class RecordEpisode(gym.Wrapper):
                 "reset": {
                     "stage": info.get("stage"),
                     "round": info.get("round"),
-                    **_context_json(info, len(base.stm)),
-                    "messages": [_message_json(n, pos, m) for n, pos, m in added],
+                    **context_json(info, len(base.stm)),
+                    "messages": [message_json(n, pos, m) for n, pos, m in added],
                     "ltm": tracker.ltm_list(),
                 },
             }
@@ -449,11 +306,11 @@ class RecordEpisode(gym.Wrapper):
             "stage": self._info.get("stage"),
             "round": int(self._info.get("round", 0)) + 1,
             "action": turn.text,
-            "structured": None if isinstance(action, str) else _jsonable(action),
-            "parsed": _parsed_json(report, turn),
-            "calls": [_call_json(call) for call in report["calls"]],
+            "structured": None if isinstance(action, str) else jsonable(action),
+            "parsed": parsed_json(report, turn),
+            "calls": [call_json(call) for call in report["calls"]],
             "errors": list(report["errors"]),
-            "context": {"added": _added_json(added, turn), "removed": removed, **_context_json(info, len(base.stm))},
+            "context": {"added": added_json(added, turn), "removed": removed, **context_json(info, len(base.stm))},
             "ltm": tracker.ltm_changes(),
             "ltm_size": int(info.get("ltm_size", len(base.ltm))),
             "reward": reward,
@@ -461,7 +318,7 @@ class RecordEpisode(gym.Wrapper):
             "truncated": truncated,
             "timing": None if elapsed is None else {"step_s": round(elapsed, 6)},
         }
-        tracker.write(_compact_step(record))
+        tracker.write(compact_step(record))
 
     def _finish(self, *, complete: bool, info: Mapping[str, Any] | None) -> None:
         tracker = self._tracker
@@ -471,21 +328,11 @@ class RecordEpisode(gym.Wrapper):
         end: dict[str, Any] = {"type": "end", "complete": complete, "steps": tracker.steps, "return": tracker.total}
         if info is not None:
             # the step records already hold each turn
-            end["final"] = _jsonable({k: v for k, v in info.items() if k not in ("privileged", "turn")})
+            end["final"] = jsonable({k: v for k, v in info.items() if k not in ("privileged", "turn")})
         try:
             tracker.write(end)
         finally:
             tracker.handle.close()
-
-
-_OPTIONAL_STEP_KEYS = ("structured", "errors", "ltm", "timing")
-
-
-def _compact_step(record: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in record.items() if k not in _OPTIONAL_STEP_KEYS or v not in (None, False, [], {})}
-    if not out["context"]["removed"]:
-        del out["context"]["removed"]
-    return out
 
 
 # ====================================================================== helpers for runners
