@@ -34,7 +34,7 @@ __all__ = ["TurnEngine", "TurnOutcome", "cut_turn", "overflow_notice", "turn_inf
 Observation = tuple[dict[str, str], ...]
 OnResult = Callable[[ToolCall, ToolResult], None]
 """Called after each call of a turn, before the next one runs (recording hooks)."""
-Refuse = Callable[[ToolCall], "str | None"]
+Refuse = Callable[[ToolCall], str | None]
 """Returns the error text for a call this agent may not make, or ``None`` to run it."""
 
 AUTO_RETRIEVAL_HEADER = "[retrieved memories] (related memories already stored)"
