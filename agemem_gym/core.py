@@ -19,12 +19,14 @@ Episode flow::
 
 A turn with tool calls runs the calls (their results come back as ``tool`` messages) and
 stays on the current message; every bad input becomes a ``tool`` message, a counted
-``info["invalid_calls"]`` and the configured penalty.
+``info["invalid_calls"]`` and the configured penalty. The turn itself is run by a
+:class:`~agemem_gym.turns.TurnEngine`, the same one each agent of the PettingZoo team env uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -40,26 +42,16 @@ from agemem_gym.graders.judges import AnswerJudge, FactOverlapJudge, MemoryJudge
 from agemem_gym.memory.context_ops import ContextFilter, CosineFilter, ExtractiveSummarizer, Summarizer
 from agemem_gym.memory.embedders import make_embedder
 from agemem_gym.memory.ltm import LongTermMemory
-from agemem_gym.memory.stm import ApproxTokenCounter, HFTokenCounter, PackedContext, ShortTermMemory, TokenCounter
-from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward
+from agemem_gym.memory.stm import ApproxTokenCounter, HFTokenCounter, ShortTermMemory, TokenCounter
+from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward, record_call
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import (
-    DEFAULT_TOOLS,
-    ParsedTurn,
-    ToolExecutor,
-    ToolResult,
-    ToolTable,
-    format_retrieved,
-    parse_turn,
-    system_prompt,
-    turn_text,
-)
+from agemem_gym.tools import DEFAULT_TOOLS, ParsedTurn, ToolCall, ToolExecutor, ToolResult, ToolTable, system_prompt
+from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
 
 __all__ = ["MemoryEnv", "Observation"]
 
-Observation = tuple[dict[str, str], ...]
 _ENV_FIELDS = {f.name for f in dataclasses.fields(EnvConfig)}
 _MEMORY_FIELDS = {f.name for f in dataclasses.fields(MemoryConfig)}
 _OPTIONS = {"task_id", "reset_mask"}
@@ -73,26 +65,6 @@ _RECONFIGURABLE = {
     "privileged_info",
     "overflow_notice",
 }
-_REDUCTION_TOOLS = ("Summary_context", "Filter_context")
-
-
-def cut_turn(action: Any, limit: int, counter: TokenCounter) -> tuple[str, bool]:
-    """The text a turn leaves in the context, cut to ``limit`` tokens; and whether it was cut."""
-    text = turn_text(action)
-    # cheap character pre-cut so a megabyte turn is never tokenized whole
-    rough = text[: limit * 16]
-    if len(rough) < len(text) or counter.count(rough) > limit:
-        return counter.truncate(rough, limit), True
-    return text, False
-
-
-def overflow_notice(tokens: int, budget: int) -> str:
-    """The ``tool`` message an agent gets when its context first grows past the token budget."""
-    return (
-        f"[context notice] the context holds {tokens} tokens, more than max_context_tokens={budget}: you now "
-        "see only the pinned, newest and highest-priority messages, and answering while over the budget pays "
-        "the overflow penalty. Shrink it with Summary_context or Filter_context."
-    )
 
 
 class MemoryEnv(gym.Env[Observation, str]):
@@ -113,9 +85,28 @@ class MemoryEnv(gym.Env[Observation, str]):
         tokenizer: A Hugging Face tokenizer to count tokens with (default: 4 bytes per token).
         render_mode: ``None`` or ``"ansi"``.
         **overrides: Any :class:`EnvConfig` or :class:`MemoryConfig` field by name.
+
+    ``info`` on every step holds ``stage``, ``round``, ``step``, ``task_id``, ``tool_calls``
+    (counts per tool), ``invalid_calls``, ``step_invalid_calls``, ``prompt_tokens``,
+    ``context_tokens``, ``overflow``, ``ltm_size`` and ``turn``; the last step adds the
+    answer, the grade, memory quality and the reward breakdown. ``info["turn"]`` says what the
+    env made of the step's turn (small and JSON-serialisable; reset's ``info`` has none)::
+
+        {"kind": "tool_call" | "answer" | "action" | "invalid",
+         "calls": [{"name": str, "arguments": {...},   # each valid call, in order
+                    "ok": bool,                        # False: failed, counted as invalid
+                    "memory_op": "added" | "updated" | "deleted" | None,
+                    "memory_ids": [str],               # the id written, or the ids retrieved
+                    "message": str}],                  # the result as the agent sees it
+         "errors": [str],       # format errors (a cut turn first), then hook rejections
+         "cut": bool,           # the turn was longer than max_response_tokens
+         "answer": str,         # only when the turn answered
+         "action": str}         # only when the turn acted (interactive tasks)
+
+    ``step_invalid_calls`` = failed calls + ``len(errors)``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 1}
     interactive: ClassVar[bool] = False
     task_note: ClassVar[str] = ""
 
@@ -161,6 +152,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             context_filter or CosineFilter(self.embedder, threshold=self.memory_config.filter_threshold),
             self.tools,
         )
+        self.turns = TurnEngine(self.stm, self.executor, self.counter, self.config, interactive=self.interactive)
         self.action_space = UnicodeText(max_length=8 * self.config.max_response_tokens)
         self.observation_space = chat_space()
         self._system_prompt = system_prompt(
@@ -251,7 +243,9 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._final: dict[str, Any] = {}
         self._step_invalid = 0
         self._truncated = False
-        self._overflow_noticed = False
+        self._last_turn: TurnOutcome | None = None
+        self._rejected: list[str] = []
+        self.turns.reset()
         self._advance()
         obs = self._observe()
         return obs, self._info(step_invalid=0)
@@ -272,26 +266,18 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._step += 1
         self._round += 1
         self._trace.turns += 1
-        # what the agent saw when it produced this turn: T_used and the preservation check
-        self._turn_context = (
-            self.stm.tokens,
-            [m.content for m in self.stm.messages if m.kind not in ("query", "system")],
-        )
-        text, cut = self._as_text(action)
-        parsed = parse_turn(
-            text if isinstance(action, str) else action,
-            allow_action=self.interactive,
-            max_calls=self.config.max_calls_per_turn,
-            tools=self.tools,
-        )
-        turn = self.stm.append("assistant", text, kind="turn", stage=self._stage)
-        self._step_invalid = self._run_calls(parsed, turn) + self._report_errors(parsed, cut)
+        self._rejected = []
+        outcome = self.turns.take_turn(action, stage=self._stage, step=self._step, on_result=self._record)
+        self._last_turn = outcome
+        self._trace.tool_calls.update(call.name for call in outcome.parsed.calls)
+        self._step_invalid = outcome.invalid
         self._truncated = False
-        ended = self._dispatch(parsed)
+        ended = self._dispatch(outcome.parsed)
         self._trace.invalid_calls += self._step_invalid
         obs = self._observe()
         reward = self._step_reward(ended)
         info = self._info(step_invalid=self._step_invalid)
+        info["turn"] = turn_info(outcome, self._rejected)
         if ended:
             self._done = True
             info.update(self._final)
@@ -314,8 +300,22 @@ class MemoryEnv(gym.Env[Observation, str]):
 
     def _reject(self, message: str) -> None:
         """Answer a bad agent input from a hook: a tool message and one counted invalid call."""
-        self.stm.append("tool", message, kind="error", stage=self._stage)
+        self.turns.reject(message, stage=self._stage)
+        self._rejected.append(message)
         self._step_invalid += 1
+
+    def grade(self, task: Task, answer: str | None) -> dict[str, Any]:
+        """Grade an answer to ``task`` as the episode's end does.
+
+        Args:
+            task: The task (e.g. :attr:`task`).
+            answer: The answer text, or ``None`` when the episode ended without one.
+
+        Returns:
+            ``{"task_score", "success", ...}``; ``task_score`` is ``None`` for an unanswered
+            question-answering task (the reward then uses its no-answer value).
+        """
+        return self._grade(task, answer) if answer is not None else self._grade_unanswered(task)
 
     def configure(self, **overrides: Any) -> None:
         """Change :class:`EnvConfig` fields between episodes (e.g. a curriculum's distractor count).
@@ -329,6 +329,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         if bad:
             raise unknown_name("reconfigurable EnvConfig field", sorted(bad)[0], _RECONFIGURABLE)
         self.config = dataclasses.replace(self.config, **overrides)
+        self.turns.config = self.config
 
     def render(self) -> str | None:
         """``ansi``: the full context as a transcript (what the memory looks like is in ``info``)."""
@@ -338,10 +339,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             f"=== {self.spec.id if self.spec else type(self).__name__} | stage {getattr(self, '_stage', 0)} "
             f"| step {getattr(self, '_step', 0)} | LTM {len(self.ltm)} entries ==="
         ]
-        for m in self.stm.messages:
-            tag = f"{m.role}{'*' if m.pinned else ''}"
-            body = m.content if m.kind != "system" else m.content.splitlines()[0] + " [...]"
-            lines.append(f"[{tag}] {body}")
+        lines += self.turns.transcript_lines()
         return "\n".join(lines) + "\n"
 
     # ================================================================ internals
@@ -373,58 +371,23 @@ class MemoryEnv(gym.Env[Observation, str]):
             self._ids_cache = {self._task_key(i): i for i in range(self._num_tasks())}
         return self._ids_cache
 
-    def _as_text(self, action: Any) -> tuple[str, bool]:
-        """The turn as it enters the context, cut to ``max_response_tokens``."""
-        return cut_turn(action, self.config.max_response_tokens, self.counter)
+    @property
+    def last_turn(self) -> TurnOutcome | None:
+        """The last step's turn as the env ran it (``None`` before the first step of an episode).
+
+        Its results and messages are kept also when a stage change has already cleared them
+        from the context.
+        """
+        return getattr(self, "_last_turn", None)
 
     @property
     def last_tool_results(self) -> tuple[ToolResult, ...]:
-        """The results of the last step's tool calls, in call order.
+        """The results of the last step's tool calls, in call order."""
+        turn = self.last_turn
+        return turn.results if turn is not None else ()
 
-        Kept also when a stage change has already cleared them from the context.
-        """
-        return tuple(getattr(self, "_last_results", ()))
-
-    def _run_calls(self, parsed: ParsedTurn, turn: Any) -> int:
-        invalid = 0
-        self._last_results: list[ToolResult] = []
-        for call in parsed.calls:
-            self._trace.tool_calls[call.name] += 1
-            result = self.executor.run(call, stage=self._stage, step=self._step, turn=turn)
-            self._last_results.append(result)
-            self._record(call.name, call.arguments, result)
-            kind = "retrieval" if call.name == "Retrieve_memory" else "tool"
-            self.stm.append("tool", result.message, kind=kind, stage=self._stage)
-            invalid += not result.ok
-        return invalid
-
-    def _record(self, name: str, arguments: Mapping[str, Any], result: ToolResult) -> None:
-        trace = self._trace
-        if not result.ok:
-            return
-        if name == "Add_memory" and self._stage == 1:
-            trace.stage1_added.append(str(arguments["content"]))
-        elif name == "Update_memory":
-            trace.updates += 1
-        elif name == "Delete_memory" and result.memory_id:
-            trace.deletes += 1
-        elif name == "Retrieve_memory" and self._stage == 3:
-            for item in result.retrieved:
-                trace.retrieved_stage3.setdefault(item.id, item.content)
-        elif name in _REDUCTION_TOOLS and trace.first_reduction_step is None:
-            trace.first_reduction_step = self._step
-
-    def _report_errors(self, parsed: ParsedTurn, cut: bool) -> int:
-        errors = list(parsed.errors)
-        if cut:
-            errors.insert(
-                0,
-                f"[format error] the turn exceeded max_response_tokens={self.config.max_response_tokens} "
-                f"and was cut; keep replies shorter.",
-            )
-        if errors:
-            self.stm.append("tool", "\n".join(errors), kind="error", stage=self._stage)
-        return len(errors)
+    def _record(self, call: ToolCall, result: ToolResult) -> None:
+        record_call(self._trace, result, stage=self._stage, step=self._step)
 
     def _advance(self) -> None:
         """Deliver the next incoming message, moving to the next stage when one runs out."""
@@ -451,27 +414,17 @@ class MemoryEnv(gym.Env[Observation, str]):
             self._begin_stage3(task)
 
     def _deliver(self, content: str) -> None:
-        kind = "material" if self._stage == 1 else "distractor"
-        self.stm.append("user", content, kind=kind, stage=self._stage)
-        k = self.memory_config.auto_retrieve_k
-        if self._stage == 1 and self.config.stage1_mode == "per_message" and k and len(self.ltm):
-            items = [m for m in self.ltm.search(content, top_k=k) if m.score > 0.0]
-            if items:
-                text = format_retrieved(items, "[retrieved memories] (related memories already stored)")
-                self.stm.append("tool", text, kind="retrieval", stage=1)
+        stage1 = self._stage == 1
+        # Stage-1 material one message at a time comes with what is already stored about it
+        k = self.memory_config.auto_retrieve_k if stage1 and self.config.stage1_mode == "per_message" else 0
+        self.turns.deliver(content, kind="material" if stage1 else "distractor", stage=self._stage, auto_retrieve_k=k)
 
     def _observe(self) -> Observation:
-        budget = self.config.max_context_tokens
-        over = self.stm.tokens > budget
-        if over and self.config.overflow_notice and not self._overflow_noticed:
-            self.stm.append("tool", overflow_notice(self.stm.tokens, budget), kind="notice", stage=self._stage)
-        self._overflow_noticed = over  # re-armed once the context fits again
-        packed: PackedContext = self.stm.pack(budget)
-        self._packed = packed
-        self._prompt_tokens.append(packed.tokens)
+        obs, self._packed = self.turns.observe(self.config.max_context_tokens, stage=self._stage)
+        self._prompt_tokens.append(self._packed.tokens)
         if self.stm.tokens > self.config.max_context_tokens and self._trace.first_overflow_step is None:
             self._trace.first_overflow_step = self._step
-        return packed.as_chat()
+        return obs
 
     def _grade_unanswered(self, task: Task) -> dict[str, Any]:
         """Grade an episode that ended without an answer (QA: no score, R_task = no-answer value)."""
@@ -482,9 +435,12 @@ class MemoryEnv(gym.Env[Observation, str]):
         assert task is not None
         trace = self._trace
         trace.answer = answer
-        trace.answer_context_tokens, trace.answer_context = self._turn_context
+        turn = self._last_turn
+        assert turn is not None  # an episode ends on a step
+        # what the agent saw when it produced the last turn: T_used and the preservation check
+        trace.answer_context_tokens, trace.answer_context = turn.seen_tokens, list(turn.seen_contents)
         trace.stage3_rounds = self._round
-        grade = self._grade(task, answer) if answer is not None else self._grade_unanswered(task)
+        grade = self.grade(task, answer)
         breakdown = compute_reward(
             trace,
             self.reward_config,
@@ -571,24 +527,6 @@ def _split_overrides(
     unknown = set(overrides) - set(env_kw) - set(mem_kw)
     if unknown:
         name = sorted(unknown)[0]
-        raise unknown_name(
-            "environment argument",
-            name,
-            _ENV_FIELDS
-            | _MEMORY_FIELDS
-            | {
-                "config",
-                "memory",
-                "reward",
-                "embedder",
-                "judge",
-                "memory_judge",
-                "summarizer",
-                "context_filter",
-                "distractors",
-                "tools",
-                "tokenizer",
-                "render_mode",
-            },
-        )
+        arguments = set(inspect.signature(MemoryEnv.__init__).parameters) - {"self", "overrides"}
+        raise unknown_name("environment argument", name, _ENV_FIELDS | _MEMORY_FIELDS | arguments)
     return dataclasses.replace(env_cfg, **env_kw), dataclasses.replace(mem_cfg, **mem_kw)

@@ -23,13 +23,25 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import retrieval_relevance, storage_quality
 from agemem_gym.text import STOPWORDS, content_words
 from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
 
-__all__ = ["EpisodeTrace", "RewardBreakdown", "compute_reward", "key_terms", "preservation", "tool_efficiency"]
+if TYPE_CHECKING:
+    from agemem_gym.tools import ToolResult
+
+__all__ = [
+    "EpisodeTrace",
+    "RewardBreakdown",
+    "compute_reward",
+    "key_terms",
+    "preservation",
+    "record_call",
+    "tool_efficiency",
+]
 
 _PROPER = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:of|the|de|von|van|and)?\s*[A-Z][\w'’-]*)*")
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
@@ -53,6 +65,30 @@ class EpisodeTrace:
     invalid_calls: int = 0
     tool_calls: Counter[str] = dataclasses.field(default_factory=Counter)
     turns: int = 0
+
+
+def record_call(trace: EpisodeTrace, result: ToolResult, *, stage: int, step: int) -> None:
+    """Note in the episode trace what one call did, for the reward.
+
+    Reads only what the result says it did (``ok``, ``memory_op``, ``touches``...), never the
+    tool's name: Stage-1 additions (storage), updates and deletions (maintenance), memories
+    read in Stage 3 (relevance) and the first context reduction (preventive).
+    """
+    if not result.ok:
+        return
+    if result.memory_op == "added":
+        if stage == 1:
+            trace.stage1_added.append(str(result.content))
+    elif result.memory_op == "updated":
+        trace.updates += 1
+    elif result.memory_op == "deleted":
+        trace.deletes += 1
+    elif "ltm_read" in result.touches:
+        if stage == 3:
+            for item in result.retrieved:
+                trace.retrieved_stage3.setdefault(item.id, item.content)
+    elif "context" in result.touches and trace.first_reduction_step is None:
+        trace.first_reduction_step = step
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,11 @@ class MessageRecord:
 
 @dataclasses.dataclass(frozen=True)
 class CallRecord:
-    """One tool call of a step: its arguments and the text it returned (``None`` if lost)."""
+    """One tool call of a step: its arguments, whether it worked, the text it returned, the ids it read.
+
+    ``ok`` and ``result`` are ``None`` only in files of earlier versions, which could lose the
+    results of a turn that ended Stage 1.
+    """
 
     name: str
     arguments: dict[str, Any]
@@ -65,7 +69,8 @@ class StepRecord:
         action: The turn text as it entered the context.
         kind: ``tool_call``, ``answer``, ``action`` or ``invalid``.
         calls: The tool calls with their results.
-        errors: The invalid-call messages of this step.
+        errors: The step's invalid inputs other than failed calls (format errors, hook
+            rejections), one per problem.
         added: Messages that entered the context during the step.
         removed: Numbers of the messages that left it.
         context_tokens: Tokens of the full context after the step.

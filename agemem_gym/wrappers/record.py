@@ -6,8 +6,10 @@ what the agent said, which tool calls ran and what they returned, how the long-t
 :func:`read_episode` reads a file back into an :class:`Episode` that can rebuild the LTM and
 the context as they were after every step. ``agemem view`` turns files into an HTML page.
 
-The wrapper only reads ``env.unwrapped`` (its ``ltm``, ``stm``, ``task`` and ``config``) and
-the values ``reset``/``step`` return; it never changes what the env returns. Records contain
+The wrapper only reads ``env.unwrapped`` (its ``ltm``, ``stm``, ``task``, ``config`` and
+``last_turn``) and the values ``reset``/``step`` return: what each turn did (its calls, their
+results, memory ids and errors) comes from the env's ``info["turn"]``, never from parsing
+text again. It never changes what the env returns. Records contain
 no wall clock (unless ``record_timing=True``, which adds a separate ``timing`` field), so the
 same seed and the same actions give byte-identical files.
 
@@ -42,10 +44,9 @@ a table per record)::
      "structured"?: any,       # the action as given, when it was not a string
      "parsed": {"kind": "tool_call" | "answer" | "action" | "invalid",
                 "think"?, "answer"?, "act"?, "notes"?},
-     "calls": [{"name", "arguments", "ok": bool | null, "result": str | null,
+     "calls": [{"name", "arguments", "ok": bool, "result": str,   # info["turn"]["calls"]
                 "retrieved"?: [memory id]}],
-     "errors"?: [str],         # invalid-call messages of this step (format, tool, hook errors)
-     "results_lost"?: true,    # see below
+     "errors"?: [str],         # the step's other invalid inputs: format errors, hook rejections
      "context": {"added": [message], "removed"?: [n], "tokens": int, "prompt_tokens": int,
                  "overflow": bool, "size": int},
      "ltm"?: {"add"?: [entry], "update"?: [entry], "delete"?: [id]},   # diff against step t-1
@@ -53,7 +54,7 @@ a table per record)::
      "timing"?: {"step_s": float}}        # only with record_timing=True (not deterministic)
 
     {"type": "end", "complete": bool, "steps": int, "return": float,
-     "final"?: {...}}          # the last info without "privileged": answer, task_score, success,
+     "final"?: {...}}          # the last info without "privileged" and "turn": answer, task_score, success,
                                # memory_quality, mq_precision, mq_recall, reward_components,
                                # penalties, episode_reward, tool_calls, invalid_calls, ...
 
@@ -68,30 +69,26 @@ message of the turn itself has ``"of": "action"`` and no content, and the result
 ``i`` has ``"of": "call:i"`` (its text is ``calls[i].result``); :func:`read_episode` fills
 them in.
 
-``results_lost``: a turn whose tool calls use the last round of Stage 1 also ends Stage 1,
-and the context reset removes the call results before ``step`` returns. The recorder then
-reads them from ``env.unwrapped.last_tool_results``; only an env without that property
-leaves ``result`` as ``null`` and sets ``results_lost`` (the LTM diff still shows what the
-calls did).
+A turn whose tool calls use the last round of Stage 1 also ends Stage 1, and the context
+reset removes the turn and its results before ``step`` returns: ``context.added`` then lacks
+them, while ``action`` and ``calls`` still hold them (the env keeps the last turn). Files of
+earlier versions may hold ``"ok": null``, ``"result": null`` and ``"results_lost": true`` for
+such a step; :func:`read_episode` accepts them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, SupportsFloat, cast
 
 import gymnasium as gym
-import numpy as np
 
 from agemem_gym.error import InvalidConfig
-from agemem_gym.tools import parse_turn
 from agemem_gym.wrappers.episode import (
     SCHEMA,
     CallRecord,
@@ -101,6 +98,19 @@ from agemem_gym.wrappers.episode import (
     StepRecord,
     read_episode,
 )
+from agemem_gym.wrappers.jsonl import (
+    EpisodeTracker,
+    added_json,
+    call_json,
+    compact_step,
+    context_json,
+    jsonable,
+    message_json,
+    parsed_json,
+)
+
+if TYPE_CHECKING:
+    from agemem_gym.core import MemoryEnv
 
 __all__ = [
     "SCHEMA",
@@ -116,117 +126,6 @@ __all__ = [
 ]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-_MEMORY_ID = re.compile(r"\(Memory ID: (mem_[0-9a-f]{8})\)")
-_ERROR_PREFIX = "[tool error]"
-
-
-# ====================================================================== JSON helpers
-def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy of ``value``: numpy scalars become numbers, unknown objects their type name.
-
-    Never ``repr`` (it may hold a memory address, which would make files differ run to run).
-    """
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return f"<{type(value).__name__}>"
-
-
-def _dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
-
-
-def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    """Drop optional keys whose value is empty, ``None`` or ``False``."""
-    return {k: v for k, v in record.items() if v is not None and v is not False and v != [] and v != {}}
-
-
-# ====================================================================== live tracking
-class _EpisodeTracker:
-    """Diffs the live context and LTM between steps and writes the records of one episode."""
-
-    def __init__(self, handle: IO[str], base: Any) -> None:
-        self.handle = handle
-        self.base = base
-        self.steps = 0
-        self.total = 0.0
-        self._next_n = 0
-        self._prev: tuple[Any, ...] = ()  # keeps the previous messages alive so their id()s stay unique
-        self._numbers: dict[int, int] = {}
-        self._ltm: dict[str, dict[str, Any]] = {}
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self.handle.write(_dumps(record))
-
-    # -- context ------------------------------------------------------------------------
-    def context_changes(self) -> tuple[list[tuple[int, int, Any]], list[int]]:
-        """New messages as ``(n, pos, message)`` and the numbers of the removed ones."""
-        current = self.base.stm.messages
-        seen = {id(m) for m in current}
-        removed = [self._numbers[id(m)] for m in self._prev if id(m) not in seen]
-        added: list[tuple[int, int, Any]] = []
-        numbers: dict[int, int] = {}
-        for pos, msg in enumerate(current):
-            n = self._numbers.get(id(msg))
-            if n is None:
-                n, self._next_n = self._next_n, self._next_n + 1
-                added.append((n, pos, msg))
-            numbers[id(msg)] = n
-        self._prev, self._numbers = current, numbers
-        return added, removed
-
-    # -- long-term memory ---------------------------------------------------------------
-    def ltm_changes(self) -> dict[str, Any]:
-        """The LTM diff since the last call (full new values for added and updated entries)."""
-        current = {m.id: {"id": m.id, "content": m.content, "metadata": _jsonable(m.metadata)} for m in self.base.ltm}
-        prev = self._ltm
-        diff = {
-            "add": [e for mid, e in current.items() if mid not in prev],
-            "update": [e for mid, e in current.items() if mid in prev and prev[mid] != e],
-            "delete": [mid for mid in prev if mid not in current],
-        }
-        self._ltm = current
-        return _compact(diff)
-
-    def ltm_list(self) -> list[dict[str, Any]]:
-        return list(self._ltm.values())
-
-
-def _message_json(n: int, pos: int, msg: Any, of: str | None = None) -> dict[str, Any]:
-    record = {"n": n, "pos": pos, "role": msg.role, "kind": msg.kind, "stage": msg.stage, "tokens": msg.tokens}
-    if of is None:
-        record["content"] = msg.content
-    else:
-        record["of"] = of
-    return record
-
-
-def _context_json(info: Mapping[str, Any], size: int) -> dict[str, Any]:
-    return {
-        "tokens": int(info.get("context_tokens", 0)),
-        "prompt_tokens": int(info.get("prompt_tokens", 0)),
-        "overflow": bool(info.get("overflow", False)),
-        "size": size,
-    }
-
-
-def _split_step(
-    added: list[tuple[int, int, Any]], turn_index: int | None, n_calls: int
-) -> tuple[list[tuple[int, int, Any]], list[tuple[int, int, Any]]]:
-    """The call results (the ``n_calls`` messages right after the turn) and the error messages."""
-    if turn_index is None:
-        return [], []
-    after = added[turn_index + 1 :]
-    return after[:n_calls], [a for a in after[n_calls:] if a[2].kind == "error"]
 
 
 # ====================================================================== the wrapper
@@ -244,8 +143,6 @@ class RecordEpisode(gym.Wrapper):
         episode_trigger: ``episode_index -> bool``; record only the episodes it accepts
             (default: all).
         overwrite: Replace existing files instead of raising.
-        max_text_chars: Cap on the recorded action text when it has to be taken from the action
-            itself (the env already cuts turns longer than ``max_response_tokens``).
         record_timing: Add the wall-clock seconds of each ``step`` in a separate ``timing``
             field (makes files differ between runs).
 
@@ -272,7 +169,6 @@ class RecordEpisode(gym.Wrapper):
         metadata: Mapping[str, Any] | None = None,
         episode_trigger: Callable[[int], bool] | None = None,
         overwrite: bool = False,
-        max_text_chars: int = 100_000,
         record_timing: bool = False,
     ) -> None:
         super().__init__(env)
@@ -282,23 +178,20 @@ class RecordEpisode(gym.Wrapper):
             raise InvalidConfig(f"RecordEpisode needs a MemoryEnv underneath, got {type(env.unwrapped).__name__}")
         if not name_prefix or _SAFE_NAME.search(name_prefix):
             raise InvalidConfig(f"name_prefix must be non-empty and use only A-Z a-z 0-9 _ . -, got {name_prefix!r}")
-        if max_text_chars < 1:
-            raise InvalidConfig(f"max_text_chars must be >= 1, got {max_text_chars}")
         self.directory = Path(directory)
         self.name_prefix = name_prefix
-        self.metadata: dict[str, Any] = _jsonable(dict(metadata or {}))
+        self.metadata: dict[str, Any] = jsonable(dict(metadata or {}))
         self.episode_trigger = episode_trigger
         self.overwrite = overwrite
-        self.max_text_chars = int(max_text_chars)
         self.record_timing = record_timing
         self.episode_index = -1
         self.paths: list[Path] = []
-        self._tracker: _EpisodeTracker | None = None
+        self._tracker: EpisodeTracker | None = None
         self._info: Mapping[str, Any] = {}
 
     def set_metadata(self, **fields: Any) -> None:
         """Merge ``fields`` into the metadata written in the headers of the following episodes."""
-        self.metadata.update(_jsonable(fields))
+        self.metadata.update(jsonable(fields))
 
     # -- gym API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -311,7 +204,7 @@ class RecordEpisode(gym.Wrapper):
             self._start(seed, options, info)
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the env and append the step's record."""
         if self._tracker is None:
             return self.env.step(action)
@@ -354,9 +247,10 @@ class RecordEpisode(gym.Wrapper):
         return handle
 
     def _start(self, seed: int | None, options: Mapping[str, Any] | None, info: Mapping[str, Any]) -> None:
-        base = self.env.unwrapped
+        base = cast("MemoryEnv", self.env.unwrapped)  # checked in __init__
         task = base.task
-        tracker = _EpisodeTracker(self._open(task.task_id), base)
+        assert task is not None  # reset has run
+        tracker = EpisodeTracker(self._open(task.task_id), base)
         added, _ = tracker.context_changes()
         tracker.ltm_changes()
         spec = self.env.spec
@@ -365,12 +259,12 @@ class RecordEpisode(gym.Wrapper):
                 "type": "header",
                 "schema": SCHEMA,
                 "env_id": spec.id if spec is not None else type(base).__name__,
-                "env_kwargs": _jsonable(spec.kwargs if spec is not None else {}),
+                "env_kwargs": jsonable(spec.kwargs if spec is not None else {}),
                 "episode": self.episode_index,
                 "seed": seed,
-                "options": _jsonable(options or {}),
+                "options": jsonable(options or {}),
                 "metadata": self.metadata,
-                "config": _jsonable(dataclasses.asdict(base.config)),
+                "config": jsonable(dataclasses.asdict(base.config)),
                 "budget": int(base.config.max_context_tokens),
                 "task": {
                     "task_id": task.task_id,
@@ -381,8 +275,8 @@ class RecordEpisode(gym.Wrapper):
                 "reset": {
                     "stage": info.get("stage"),
                     "round": info.get("round"),
-                    **_context_json(info, len(base.stm)),
-                    "messages": [_message_json(n, pos, m) for n, pos, m in added],
+                    **context_json(info, len(base.stm)),
+                    "messages": [message_json(n, pos, m) for n, pos, m in added],
                     "ltm": tracker.ltm_list(),
                 },
             }
@@ -403,49 +297,20 @@ class RecordEpisode(gym.Wrapper):
         base = tracker.base
         tracker.steps += 1
         tracker.total += reward
+        turn, report = base.last_turn, info["turn"]  # what the env ran, and how it reports it
+        assert turn is not None
         added, removed = tracker.context_changes()
-        turn_index = next((i for i, a in enumerate(added) if a[2].role == "assistant" and a[2].kind == "turn"), None)
-        if turn_index is not None:
-            text = added[turn_index][2].content
-        else:  # the turn left the context within the step (Stage-2 context reset)
-            text = action if isinstance(action, str) else json.dumps(_jsonable(action), ensure_ascii=False)
-            text = text[: self.max_text_chars]
-        # the env parses the (possibly cut) text it stored, or the structured action itself
-        parsed = parse_turn(
-            text if isinstance(action, str) else action,
-            allow_action=base.interactive,
-            max_calls=base.config.max_calls_per_turn,
-        )
-        results, errors = _split_step(added, turn_index, len(parsed.calls))
-        texts = [r[2].content for r in results] + [None] * (len(parsed.calls) - len(results))
-        if turn_index is None:  # the results left the context with the turn: take them from the env
-            texts = [r.message for r in base.last_tool_results] or texts
-        of = {id(added[turn_index][2]): "action"} if turn_index is not None else {}
-        of.update({id(r[2]): f"call:{i}" for i, r in enumerate(results)})
         record = {
             "type": "step",
             "t": tracker.steps,
             "stage": self._info.get("stage"),
             "round": int(self._info.get("round", 0)) + 1,
-            "action": text,
-            "structured": None if isinstance(action, str) else _jsonable(action),
-            "parsed": _compact(
-                {
-                    "kind": parsed.kind,
-                    "think": parsed.think,
-                    "answer": parsed.answer,
-                    "act": parsed.action,
-                    "notes": list(parsed.notes),
-                }
-            ),
-            "calls": [_call_json(call, result) for call, result in zip(parsed.calls, texts)],
-            "errors": [e[2].content for e in errors] if turn_index is not None else list(parsed.errors),
-            "results_lost": turn_index is None and bool(parsed.calls) and not base.last_tool_results,
-            "context": {
-                "added": [_message_json(n, pos, m, of.get(id(m))) for n, pos, m in added],
-                "removed": removed,
-                **_context_json(info, len(base.stm)),
-            },
+            "action": turn.text,
+            "structured": None if isinstance(action, str) else jsonable(action),
+            "parsed": parsed_json(report, turn),
+            "calls": [call_json(call) for call in report["calls"]],
+            "errors": list(report["errors"]),
+            "context": {"added": added_json(added, turn), "removed": removed, **context_json(info, len(base.stm))},
             "ltm": tracker.ltm_changes(),
             "ltm_size": int(info.get("ltm_size", len(base.ltm))),
             "reward": reward,
@@ -453,7 +318,7 @@ class RecordEpisode(gym.Wrapper):
             "truncated": truncated,
             "timing": None if elapsed is None else {"step_s": round(elapsed, 6)},
         }
-        tracker.write(_compact_step(record))
+        tracker.write(compact_step(record))
 
     def _finish(self, *, complete: bool, info: Mapping[str, Any] | None) -> None:
         tracker = self._tracker
@@ -462,33 +327,12 @@ class RecordEpisode(gym.Wrapper):
         self._tracker = None
         end: dict[str, Any] = {"type": "end", "complete": complete, "steps": tracker.steps, "return": tracker.total}
         if info is not None:
-            end["final"] = _jsonable({k: v for k, v in info.items() if k != "privileged"})
+            # the step records already hold each turn
+            end["final"] = jsonable({k: v for k, v in info.items() if k not in ("privileged", "turn")})
         try:
             tracker.write(end)
         finally:
             tracker.handle.close()
-
-
-def _call_json(call: Any, result: str | None) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "name": call.name,
-        "arguments": _jsonable(call.arguments),
-        "ok": None if result is None else not result.startswith(_ERROR_PREFIX),
-        "result": result,
-    }
-    if call.name == "Retrieve_memory" and result:
-        record["retrieved"] = _MEMORY_ID.findall(result)
-    return record
-
-
-_OPTIONAL_STEP_KEYS = ("structured", "errors", "results_lost", "ltm", "timing")
-
-
-def _compact_step(record: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in record.items() if k not in _OPTIONAL_STEP_KEYS or v not in (None, False, [], {})}
-    if not out["context"]["removed"]:
-        del out["context"]["removed"]
-    return out
 
 
 # ====================================================================== helpers for runners

@@ -273,3 +273,72 @@ def test_agemem_run_record_then_view(tmp_path, capsys):
     assert cli_main(["view", str(rec), "--out", str(out)]) == 0
     assert out.read_text().startswith("<!doctype html>") and "wrote" in capsys.readouterr().out
     assert cli_main(["view", str(tmp_path / "nothing.jsonl"), "--out", str(out)]) == 2
+
+
+def test_calls_and_memory_ids_come_from_the_env_not_from_the_result_text(tmp_path):
+    """A memory whose text looks like an id listing: the recorded ids are still the real ones."""
+    env = RecordEpisode(gym.make(HOTPOT, max_rounds=10), tmp_path)
+    env.reset(seed=0)
+    tricky = "Decoy text (Memory ID: mem_deadbeef) inside a memory."
+    env.step(format_tool_call([{"name": "Add_memory", "arguments": {"content": tricky}}]))
+    info = env.step(format_tool_call([{"name": "Retrieve_memory", "arguments": {"query": "decoy text memory"}}]))[4]
+    env.close()
+    real = env.unwrapped.ltm.ids()
+    step = read_episode(env.paths[0]).steps[1]
+    assert "mem_deadbeef" in step.calls[0].result  # the text holds both ids...
+    assert step.calls[0].retrieved == tuple(real) == tuple(info["turn"]["calls"][0]["memory_ids"])  # ...the record one
+    assert step.raw["calls"] == [
+        {
+            "name": c["name"],
+            "arguments": c["arguments"],
+            "ok": c["ok"],
+            "result": c["message"],
+            "retrieved": c["memory_ids"],
+        }
+        for c in info["turn"]["calls"]
+    ]
+
+
+def test_a_cut_turn_that_ends_stage_one_keeps_the_envs_text_and_errors(tmp_path):
+    """The turn and its results leave the context within the step; the record still has them."""
+    env = RecordEpisode(gym.make(HOTPOT, stage1_mode="single", max_rounds=1, num_distractors=0), tmp_path)
+    env.reset(seed=0)
+    add = format_tool_call([{"name": "Add_memory", "arguments": {"content": "kept"}}])
+    info = env.step(add + "<think>" + "rambling " * 20_000 + "</think>")[4]
+    env.close()
+    step = read_episode(env.paths[0]).steps[0]
+    assert info["turn"]["cut"] and step.errors == tuple(info["turn"]["errors"])
+    assert step.errors[0].startswith("[format error] the turn exceeded max_response_tokens")
+    assert step.action == env.unwrapped.last_turn.text and len(step.action) < 20_000  # the cut text
+    assert step.calls[0].ok and step.calls[0].result.startswith("[memory tool result]\nmemory_added: ")
+    assert not any(m.kind == "turn" for m in step.added)  # the context reset took the turn away
+
+
+def test_turn_text_with_lone_surrogates_is_recorded_and_read_back(tmp_path):
+    env = RecordEpisode(gym.make(HOTPOT), tmp_path)
+    env.reset(seed=0)
+    env.step("<think>odd \udfff text</think><answer>ok</answer>")
+    env.close()
+    step = read_episode(env.paths[0]).steps[0]
+    assert step.action == "<think>odd \udfff text</think><answer>ok</answer>"
+    assert step.raw["parsed"]["think"] == "odd \udfff text"
+
+
+def test_any_structured_action_is_recorded(tmp_path):
+    """Cycles, deep nesting and integers too long to write become placeholders, not crashes."""
+    cyclic = {"name": "Add_memory", "arguments": {"content": "x"}}
+    cyclic["self"] = cyclic
+    deep = []
+    for _ in range(500):
+        deep = [deep]
+    env = RecordEpisode(gym.make(HOTPOT, max_rounds=10), tmp_path)
+    env.reset(seed=0)
+    for action in (cyclic, deep, {"answer": 10**5000}, {object(): 1}):
+        env.step(action)
+    env.close()
+    steps = read_episode(env.paths[0]).steps
+    assert [step.kind for step in steps] == ["tool_call", "invalid", "invalid", "invalid"]
+    assert "nested deeper than 64" in json.dumps(steps[0].raw["structured"])
+    assert "nested deeper than 64" in json.dumps(steps[1].raw["structured"])
+    assert steps[2].raw["structured"] == {"answer": f"<int of {(10**5000).bit_length()} bits>"}
+    assert steps[3].raw["structured"] == {"<object>": 1}

@@ -40,7 +40,14 @@ from agemem_gym.graders.facts import sentence_matches
 from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.text import normalize_answer, split_sentences
-from agemem_gym.tools import format_answer, format_tool_call
+from agemem_gym.tools import (
+    ADD_MEMORY,
+    DELETE_MEMORY,
+    RETRIEVE_MEMORY,
+    SUMMARY_CONTEXT,
+    format_answer,
+    format_tool_call,
+)
 
 __all__ = [
     "ReaderPolicy",
@@ -115,12 +122,12 @@ class ReaderPolicy(BasePolicy):
             self._material.append(piece)
             calls += self._store(piece, info)
             if self.mode == "vigilant":  # look around the new piece for planted copies of it
-                calls.append(_call("Retrieve_memory", query=piece[:1500], top_k=self.sweep_top_k))
+                calls.append(_call(RETRIEVE_MEMORY, query=piece[:1500], top_k=self.sweep_top_k))
         if info.get("finished_reading") and self.mode == "vigilant" and self._material:
             # keep sweeping: retrieve around one piece per turn, delete what it turns up next turn
             query = self._material[self._sweep % len(self._material)][:1500]
             self._sweep += 1
-            calls.append(_call("Retrieve_memory", query=query, top_k=self.sweep_top_k))
+            calls.append(_call(RETRIEVE_MEMORY, query=query, top_k=self.sweep_top_k))
         if calls:
             return format_tool_call(calls, "Store what I read; remove what contradicts it.")
         return format_answer(ACK, "Next, please.")
@@ -133,8 +140,8 @@ class ReaderPolicy(BasePolicy):
             if not isinstance(priv, Mapping):
                 raise RuntimeError("the oracle reader needs the env created with privileged_info=True")
             facts = [f for f in priv.get("facts", []) if f and f in piece]
-            return [_call("Add_memory", content=f, memory_type="knowledge") for f in facts]
-        return [_call("Add_memory", content=piece, memory_type="knowledge")]
+            return [_call(ADD_MEMORY, content=f, memory_type="knowledge") for f in facts]
+        return [_call(ADD_MEMORY, content=piece, memory_type="knowledge")]
 
     def _deletions(self, recent: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
         sentences = [s for piece in self._material for s in split_sentences(piece)]
@@ -145,7 +152,7 @@ class ReaderPolicy(BasePolicy):
                 continue
             if any(sentence_matches(s, content) for s in sentences):
                 self._deleted.add(mid)
-                calls.append(_call("Delete_memory", memory_id=mid, confirmation=True))
+                calls.append(_call(DELETE_MEMORY, memory_id=mid, confirmation=True))
         return calls
 
 
@@ -183,15 +190,15 @@ class AnswererPolicy(BasePolicy):
             return format_answer(self.reader.answer(question, []), "I cannot see anything else.")
         if not any(m["content"] == READERS_DONE for m in observation):
             if int(info.get("context_tokens", 0)) > self.compact_at:
-                return format_tool_call([_call("Summary_context", span="all")], "Waiting; compact the context.")
-            return format_tool_call([_call("Retrieve_memory", query=question, top_k=1)], "Waiting for the readers.")
+                return format_tool_call([_call(SUMMARY_CONTEXT, span="all")], "Waiting; compact the context.")
+            return format_tool_call([_call(RETRIEVE_MEMORY, query=question, top_k=1)], "Waiting for the readers.")
         if not self._asked:
             self._asked = True
             if self.trust is None:
-                calls = [_call("Retrieve_memory", query=question, top_k=self.top_k)]
+                calls = [_call(RETRIEVE_MEMORY, query=question, top_k=self.top_k)]
             else:
                 calls = [
-                    _call("Retrieve_memory", query=question, top_k=self.top_k, metadata_filter={"author": who})
+                    _call(RETRIEVE_MEMORY, query=question, top_k=self.top_k, metadata_filter={"author": who})
                     for who in self.trust
                 ]
             return format_tool_call(calls, "The readers are done: recall.")
@@ -219,7 +226,8 @@ class SaboteurPolicy(BasePolicy):
             self.rng, self._next = np.random.default_rng(self.seed), 0
         brief = next((m["content"] for m in observation if m["role"] == "user"), "")
         question, _, material = brief.partition("\n\nMaterial:\n")
-        priv = info.get("privileged") if isinstance(info.get("privileged"), Mapping) else {}
+        given = info.get("privileged")
+        priv = given if isinstance(given, Mapping) else {}
         answers = [a for a in priv.get("answers", []) if a]
         targets = [f for f in priv.get("facts", []) if f] or self._related(question, material)
         if not targets:
@@ -227,7 +235,7 @@ class SaboteurPolicy(BasePolicy):
         target = targets[self._next % len(targets)]
         self._next += 1
         fake = self._corrupt(target, answers, material)
-        return format_tool_call([_call("Add_memory", content=fake, memory_type="knowledge")], "Plant a decoy.")
+        return format_tool_call([_call(ADD_MEMORY, content=fake, memory_type="knowledge")], "Plant a decoy.")
 
     def _related(self, question: str, material: str) -> list[str]:
         qwords = set(normalize_answer(question).split())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
-__all__ = ["Role", "ROLE_NOTES", "SABOTEUR_TOOLS", "MATERIAL_DONE", "READERS_DONE", "role_of"]
+from agemem_gym.tools import ADD_MEMORY, RETRIEVE_MEMORY, ToolCall
+
+__all__ = ["Role", "ROLE_NOTES", "SABOTEUR_TOOLS", "MATERIAL_DONE", "READERS_DONE", "refusal", "role_of"]
 
 Role = Literal["reader", "answerer", "saboteur"]
 
@@ -28,7 +31,7 @@ ROLE_NOTES: dict[str, str] = {
         "Retrieve_memory: write memories that look plausible but mislead."
     ),
 }
-SABOTEUR_TOOLS = ("Add_memory", "Retrieve_memory")
+SABOTEUR_TOOLS = (ADD_MEMORY, RETRIEVE_MEMORY)
 MATERIAL_DONE = "[team] That was all of your material. You may keep maintaining the shared memory until the answer."
 READERS_DONE = "[team] All readers have finished; the shared memory is ready."
 
@@ -36,3 +39,14 @@ READERS_DONE = "[team] All readers have finished; the shared memory is ready."
 def role_of(agent: str) -> Role:
     """The role of an agent named ``reader_<i>``, ``answerer_<i>`` or ``saboteur_<i>``."""
     return "reader" if agent.startswith("reader_") else "answerer" if agent.startswith("answerer_") else "saboteur"
+
+
+def _saboteur_refusal(call: ToolCall) -> str | None:
+    if call.name in SABOTEUR_TOOLS:
+        return None
+    return f"[tool error] {call.name}: a saboteur may only use {SABOTEUR_TOOLS}"
+
+
+def refusal(role: Role) -> Callable[[ToolCall], str | None] | None:
+    """The check of a role's tool restriction (``call -> error text | None``), or ``None`` when it has none."""
+    return _saboteur_refusal if role == "saboteur" else None

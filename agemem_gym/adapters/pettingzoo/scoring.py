@@ -106,8 +106,7 @@ def score_team(
         grade: The task's grade of the answer (``task_score`` etc.).
         question: The question.
         facts: Gold supporting facts (``None`` if the task has none).
-        memories: Contents of the shared memory at the end.
-        writers: Last writer of each memory id still in the store.
+        memories: ``(content, last writer)`` of each memory in the shared store at the end.
         retrieved_writers: Last writer of each memory the answerer retrieved.
         config: Reward weights and penalties.
         max_context_tokens: T_max.
@@ -131,6 +130,66 @@ def score_team(
         max_context_tokens=max_context_tokens,
         max_rounds=max_rounds,
     )
+    return _outcome(records, breakdown, answer, grade, facts, memories, saboteurs, planted, config, team_weight)
+
+
+def _outcome(
+    records: Mapping[str, AgentRecord],
+    breakdown: RewardBreakdown,
+    answer: str | None,
+    grade: Mapping[str, Any],
+    facts: Sequence[str] | None,
+    memories: Sequence[tuple[str, str]],
+    saboteurs: set[str],
+    planted: set[str],
+    config: RewardConfig,
+    team_weight: float,
+) -> TeamOutcome:
+    """The per-agent rewards and the ``info`` keys every agent gets at the end."""
+    rewards, individual = _agent_rewards(records, breakdown, config, facts, team_weight)
+    coop_penalty = sum(_invalid_penalty(config, r.invalid_calls) for r in records.values() if r.role != "saboteur")
+    team_reward = breakdown.total + coop_penalty
+    info = {
+        "answer": answer,
+        **dict(grade),
+        **_memory_info(memories, saboteurs, facts),
+        "reward_components": breakdown.components(),
+        "penalties": {**breakdown.penalties(), "invalid": coop_penalty},
+        "team_reward": team_reward,
+        "individual_rewards": individual,
+        "ltm_final_size": len(memories),
+        "misleading_memories": sum(writer in saboteurs for _, writer in memories),
+        "misleading_retrieved": len(planted),
+    }
+    return TeamOutcome(breakdown, rewards, team_reward, info)
+
+
+def _memory_info(
+    memories: Sequence[tuple[str, str]], saboteurs: set[str], facts: Sequence[str] | None
+) -> dict[str, float | None]:
+    """Memory quality of the shared store, a saboteur's memories graded as :data:`PLANTED`."""
+    graded = [PLANTED if writer in saboteurs else content for content, writer in memories]
+    mq = memory_quality(graded, facts) if facts else None
+    return {
+        "memory_quality": None if mq is None else mq.f1,
+        "mq_precision": None if mq is None else mq.precision,
+        "mq_recall": None if mq is None else mq.recall,
+    }
+
+
+def _agent_rewards(
+    records: Mapping[str, AgentRecord],
+    breakdown: RewardBreakdown,
+    config: RewardConfig,
+    facts: Sequence[str] | None,
+    team_weight: float,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each agent's reward, and the individual terms of the cooperative ones.
+
+    A saboteur gets the negative of the team's task term; a cooperative agent the team reward
+    mixed by ``team_weight`` with its own term (a reader's storage quality, the answerer's
+    task term). Each pays its own invalid-call penalty.
+    """
     rewards: dict[str, float] = {}
     individual: dict[str, float] = {}
     for name, rec in records.items():
@@ -141,21 +200,4 @@ def score_team(
         own = storage_quality(rec.added, facts) if rec.role == "reader" and facts else breakdown.task
         individual[name] = own
         rewards[name] = team_weight * breakdown.total + (1.0 - team_weight) * own + penalty
-    coop_penalty = sum(_invalid_penalty(config, r.invalid_calls) for r in records.values() if r.role != "saboteur")
-    graded = [PLANTED if writer in saboteurs else content for content, writer in memories]
-    mq = memory_quality(graded, facts) if facts else None
-    info = {
-        "answer": answer,
-        **dict(grade),
-        "memory_quality": None if mq is None else mq.f1,
-        "mq_precision": None if mq is None else mq.precision,
-        "mq_recall": None if mq is None else mq.recall,
-        "reward_components": breakdown.components(),
-        "penalties": {**breakdown.penalties(), "invalid": coop_penalty},
-        "team_reward": breakdown.total + coop_penalty,
-        "individual_rewards": individual,
-        "ltm_final_size": len(memories),
-        "misleading_memories": sum(writer in saboteurs for _, writer in memories),
-        "misleading_retrieved": len(planted),
-    }
-    return TeamOutcome(breakdown, rewards, breakdown.total + coop_penalty, info)
+    return rewards, individual

@@ -11,6 +11,7 @@ single-agent episode.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -19,18 +20,18 @@ import gymnasium as gym
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from agemem_gym.adapters.pettingzoo.roles import MATERIAL_DONE, READERS_DONE, ROLE_NOTES, SABOTEUR_TOOLS, Role, role_of
+from agemem_gym.adapters.pettingzoo.roles import MATERIAL_DONE, READERS_DONE, ROLE_NOTES, Role, refusal, role_of
 from agemem_gym.adapters.pettingzoo.scoring import AgentRecord, score_team
-from agemem_gym.core import MemoryEnv, Observation, cut_turn, overflow_notice
+from agemem_gym.core import MemoryEnv
 from agemem_gym.error import InvalidConfig, ResetNeeded
-from agemem_gym.executor import ToolExecutor, ToolResult, format_retrieved
 from agemem_gym.memory.context_ops import CosineFilter, ExtractiveSummarizer
 from agemem_gym.memory.ltm import LongTermMemory
 from agemem_gym.memory.stm import ShortTermMemory
 from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
-from agemem_gym.tools import ParsedTurn, parse_turn, system_prompt
+from agemem_gym.tools import ToolCall, ToolExecutor, ToolResult, system_prompt
+from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
 
 __all__ = ["TeamMemoryEnv"]
 
@@ -39,15 +40,23 @@ __all__ = ["TeamMemoryEnv"]
 class _Agent:
     name: str
     role: Role
-    stm: ShortTermMemory
-    executor: ToolExecutor
+    turns: TurnEngine
     record: AgentRecord
     queue: deque[str] = dataclasses.field(default_factory=deque)
     round: int = 0
     finished: bool = False
     step_invalid: int = 0
     packed_tokens: int = 0
-    overflow_noticed: bool = False
+    last_turn: TurnOutcome | None = None  # this cycle's turn (None: not applied)
+
+    @property
+    def stm(self) -> ShortTermMemory:
+        return self.turns.stm
+
+    @property
+    def stage(self) -> int:
+        """The stage the agent's turns belong to: the answerer's are Stage 3, the others' Stage 1."""
+        return 3 if self.role == "answerer" else 1
 
 
 class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
@@ -81,7 +90,9 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
     own invalid-call penalty. ``infos[agent]`` then holds the paper's components
     (``reward_components``, ``penalties``, ``task_score``, ``memory_quality``...), the
     ``team_reward`` and the adversarial counts (``misleading_memories`` left in the store,
-    ``misleading_retrieved`` by the answerer).
+    ``misleading_retrieved`` by the answerer). After every step, ``infos[agent]["turn"]``
+    says what the agent's turn did, in ``MemoryEnv``'s ``info["turn"]`` form (``None`` when
+    the answer ended the cycle before the agent's turn).
 
     Args:
         task_env: A registered non-interactive id, or a ``MemoryEnv`` instance, that
@@ -212,15 +223,16 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             ExtractiveSummarizer(self.source.counter),
             CosineFilter(self.source.embedder, threshold=self.memory_config.filter_threshold),
         )
+        turns = TurnEngine(stm, executor, self.source.counter, self.config, refuse=refusal(role))
         stm.append("system", self._prompts[role], pinned=True, kind="system", stage=1)
-        return _Agent(name, role, stm, executor, AgentRecord(role))
+        return _Agent(name, role, turns, AgentRecord(role))
 
     def _start(self, state: _Agent, task: Task) -> None:
         if state.role == "answerer":
             state.stm.append("user", task.query, pinned=True, kind="query", stage=3)
         elif state.role == "saboteur":
             brief = "Question: " + task.query + "\n\nMaterial:\n" + "\n".join(task.material)
-            state.stm.append("user", brief, kind="material", stage=1)
+            state.turns.deliver(brief, kind="material", stage=1)
         else:
             self._advance(state)
 
@@ -253,6 +265,8 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             )
         self._cycle += 1
         for name in self.agents:
+            self._state[name].last_turn = None
+        for name in self.agents:
             self._act(self._state[name], actions[name])
             if self._answer is not None:
                 break  # the answer ends the cycle: later agents' turns are not applied
@@ -263,7 +277,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         rewards = dict.fromkeys(live, 0.0)
         if answered or out_of_time:
             rewards = self._finish()
-        infos = self._infos()
+        infos = self._step_infos()
         terminations = dict.fromkeys(live, answered)
         truncations = dict.fromkeys(live, out_of_time)
         if answered or out_of_time:
@@ -278,18 +292,20 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         return (pieces + 2) * self.config.max_rounds
 
     def _act(self, state: _Agent, action: Any) -> None:
-        parsed, context = self.run_turn(state.name, action)
+        outcome = self.run_turn(state.name, action)
+        parsed = outcome.parsed
         state.record.turns += 1
         if state.role == "answerer":
             if parsed.kind == "answer":
                 self._answer = parsed.answer or ""
-                state.record.answer_context_tokens, state.record.answer_context = context
+                state.record.answer_context_tokens = outcome.seen_tokens
+                state.record.answer_context = list(outcome.seen_contents)
         elif state.role == "reader" and not state.finished:
             state.round += 1
             if parsed.kind == "answer" or state.round >= self.config.max_rounds:
                 self._advance(state)
 
-    def run_turn(self, agent: str, action: Any) -> tuple[ParsedTurn, tuple[int, list[str]]]:
+    def run_turn(self, agent: str, action: Any) -> TurnOutcome:
         """Parse and execute one turn of ``agent`` against its context and the shared memory.
 
         Thread-safe with respect to the shared memory (its readers-writer lock); one agent's
@@ -300,63 +316,43 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             action: The turn.
 
         Returns:
-            The parsed turn and what the agent saw before it (context tokens, contents).
+            What the turn did (the parsed turn, the call results, what the agent saw before it).
         """
         state = self._state[agent]
-        text, cut = self._as_text(action)
-        parsed = parse_turn(text if isinstance(action, str) else action, max_calls=self.config.max_calls_per_turn)
-        stage = 3 if state.role == "answerer" else 1
-        seen = (state.stm.tokens, [m.content for m in state.stm.messages if m.kind not in ("query", "system")])
-        turn = state.stm.append("assistant", text, kind="turn", stage=stage)
-        invalid = 0
-        for call in parsed.calls:
-            state.record.tool_calls[call.name] += 1
-            if state.role == "saboteur" and call.name not in SABOTEUR_TOOLS:
-                result = ToolResult(
-                    call.name, False, f"[tool error] {call.name}: a saboteur may only use {SABOTEUR_TOOLS}"
-                )
-            else:
-                result = state.executor.run(call, stage=stage, step=self._cycle, turn=turn)
-                self._record(state, call.name, call.arguments, result)
-            kind = "retrieval" if call.name == "Retrieve_memory" and result.ok else "tool"
-            state.stm.append("tool", result.message, kind=kind, stage=stage)
-            invalid += not result.ok
-        errors = list(parsed.errors)
-        if cut:
-            errors.insert(0, f"[format error] the turn exceeded max_response_tokens={self.config.max_response_tokens}.")
-        if errors:
-            state.stm.append("tool", "\n".join(errors), kind="error", stage=stage)
-        state.step_invalid = invalid + len(errors)
+        record = functools.partial(self._record, state)
+        outcome = state.turns.take_turn(action, stage=state.stage, step=self._cycle, on_result=record)
+        state.record.tool_calls.update(call.name for call in outcome.parsed.calls)
+        state.step_invalid = outcome.invalid
         state.record.invalid_calls += state.step_invalid
-        return parsed, seen
+        state.last_turn = outcome
+        return outcome
 
-    def _record(self, state: _Agent, name: str, arguments: Mapping[str, Any], result: ToolResult) -> None:
+    def _record(self, state: _Agent, call: ToolCall, result: ToolResult) -> None:
+        """Note what one call did: the agent's record, who wrote each memory, what the answerer read."""
         rec = state.record
+        mid = result.memory_id
         if not result.ok:
             return
-        mid = result.memory_id
-        if name in ("Add_memory", "Update_memory") and mid:
-            if name == "Add_memory":
-                rec.added.append(str(arguments["content"]))
+        if result.memory_op in ("added", "updated") and mid:
+            if result.memory_op == "added":
+                rec.added.append(str(result.content))
             else:
                 rec.updates += 1
             self._writers[mid] = state.name
             if self.provenance:
                 self.ltm.update(mid, metadata={"author": state.name})
-        elif name == "Delete_memory" and mid:
+        elif result.memory_op == "deleted" and mid:
             rec.deletes += 1
             self._writers.pop(mid, None)
-        elif name == "Retrieve_memory" and state.role == "answerer" and self._readers_done:
-            # the team's Stage 3 starts when the readers are done: earlier retrievals only poll
-            for item in result.retrieved:
-                if item.id not in rec.retrieved:
-                    rec.retrieved[item.id] = item.content
-                    self._retrieved_writers[item.id] = self._writers.get(item.id, "")
-        elif name in ("Summary_context", "Filter_context") and rec.first_reduction is None:
+        elif "ltm_read" in result.touches:
+            if state.role == "answerer" and self._readers_done:
+                # the team's Stage 3 starts when the readers are done: earlier retrievals only poll
+                for item in result.retrieved:
+                    if item.id not in rec.retrieved:
+                        rec.retrieved[item.id] = item.content
+                        self._retrieved_writers[item.id] = self._writers.get(item.id, "")
+        elif "context" in result.touches and rec.first_reduction is None:
             rec.first_reduction = self._cycle
-
-    def _as_text(self, action: Any) -> tuple[str, bool]:
-        return cut_turn(action, self.config.max_response_tokens, self.source.counter)
 
     def _advance(self, state: _Agent) -> None:
         """Give a reader its next piece of material (with related shared memories), or the end notice."""
@@ -366,14 +362,8 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
                 state.finished = True
                 state.stm.append("user", MATERIAL_DONE, kind="notice", stage=1)
             return
-        piece = state.queue.popleft()
-        state.stm.append("user", piece, kind="material", stage=1)
         k = self.memory_config.auto_retrieve_k
-        if k and len(self.ltm):
-            items = [m for m in self.ltm.search(piece, top_k=k) if m.score > 0.0]
-            if items:
-                text = format_retrieved(items, "[retrieved memories] (related memories already stored)")
-                state.stm.append("tool", text, kind="retrieval", stage=1)
+        state.turns.deliver(state.queue.popleft(), kind="material", stage=1, auto_retrieve_k=k)
 
     def _check_readers_done(self) -> None:
         if self._readers_done or not all(s.finished for s in self._state.values() if s.role == "reader"):
@@ -385,19 +375,22 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
     # ------------------------------------------------------------------ outputs
     def _observations(self) -> dict[str, Observation]:
         out = {}
+        budget = self.config.max_context_tokens
         for name in self.agents:
             state = self._state[name]
-            budget = self.config.max_context_tokens
-            over = state.stm.tokens > budget
-            if over and self.config.overflow_notice and not state.overflow_noticed:
-                state.stm.append("tool", overflow_notice(state.stm.tokens, budget), kind="notice")
-            state.overflow_noticed = over  # re-armed once the context fits again, as in MemoryEnv
-            packed = state.stm.pack(budget)
+            out[name], packed = state.turns.observe(budget, stage=state.stage)
             state.packed_tokens = packed.tokens
-            if state.stm.tokens > self.config.max_context_tokens and state.record.first_overflow is None:
+            if state.stm.tokens > budget and state.record.first_overflow is None:
                 state.record.first_overflow = self._cycle
-            out[name] = packed.as_chat()
         return out
+
+    def _step_infos(self) -> dict[str, dict[str, Any]]:
+        """Infos after a step: each agent's also says what its turn did (``None``: not applied)."""
+        infos = self._infos()
+        for name, info in infos.items():
+            turn = self._state[name].last_turn
+            info["turn"] = turn_info(turn) if turn is not None else None
+        return infos
 
     def _infos(self) -> dict[str, dict[str, Any]]:
         infos = {}
@@ -429,7 +422,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         task = self._task
         assert task is not None
         answer = self._answer
-        grade = self.source._grade(task, answer) if answer is not None else {"task_score": None, "success": 0.0}
+        grade = self.source.grade(task, answer)
         outcome = score_team(
             {name: s.record for name, s in self._state.items()},
             answerer="answerer_0",
@@ -458,9 +451,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             lines.append(f"  {mem.id} [{getattr(self, '_writers', {}).get(mem.id, '?')}] {mem.content[:100]}")
         for name, state in getattr(self, "_state", {}).items():
             lines.append(f"--- {name} ({state.role}) ---")
-            for m in state.stm.messages:
-                body = m.content if m.kind != "system" else m.content.splitlines()[0] + " [...]"
-                lines.append(f"[{m.role}{'*' if m.pinned else ''}] {body}")
+            lines += state.turns.transcript_lines()
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:

@@ -1,0 +1,288 @@
+"""One agent's turn loop: the single engine behind ``MemoryEnv`` and the PettingZoo team env.
+
+A :class:`TurnEngine` owns what one agent's context needs: its
+:class:`~agemem_gym.memory.ShortTermMemory`, its
+:class:`~agemem_gym.tools.ToolExecutor` (over a long-term memory that may be shared), the
+token counter and the overflow-notice state. It does the work every agent's turn needs, in
+one place:
+
+* :meth:`TurnEngine.take_turn`: cut the turn to ``max_response_tokens`` -> parse it -> put it
+  in the context -> run its tool calls (each result a ``tool`` message) -> report the format
+  errors (one ``tool`` message) -> a :class:`TurnOutcome`;
+* :meth:`TurnEngine.deliver`: an incoming user message, with the automatic retrieval of
+  related memories;
+* :meth:`TurnEngine.observe`: the overflow notice and the packed context the agent sees.
+
+What a turn *means* (moving to the next message, ending the episode, rewards, team roles)
+stays with the env. :func:`turn_info` turns an outcome into the small JSON-able
+``info["turn"]`` entry every step returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agemem_gym.config import EnvConfig
+from agemem_gym.memory.stm import Message, PackedContext, ShortTermMemory, TokenCounter
+from agemem_gym.tools import (
+    FILTER_CONTEXT,
+    SUMMARY_CONTEXT,
+    ParsedTurn,
+    ToolCall,
+    ToolExecutor,
+    ToolResult,
+    format_retrieved,
+    parse_turn,
+    turn_text,
+)
+
+__all__ = ["TurnEngine", "TurnOutcome", "cut_turn", "overflow_notice", "turn_info"]
+
+Observation = tuple[dict[str, str], ...]
+OnResult = Callable[[ToolCall, ToolResult], None]
+"""Called after each call of a turn, before the next one runs (recording hooks)."""
+Refuse = Callable[[ToolCall], str | None]
+"""Returns the error text for a call this agent may not make, or ``None`` to run it."""
+
+AUTO_RETRIEVAL_HEADER = "[retrieved memories] (related memories already stored)"
+
+
+def cut_turn(action: Any, limit: int, counter: TokenCounter) -> tuple[str, bool]:
+    """The text a turn leaves in the context, cut to ``limit`` tokens; and whether it was cut."""
+    text = turn_text(action)
+    # cheap character pre-cut so a megabyte turn is never tokenized whole
+    rough = text[: limit * 16]
+    if len(rough) < len(text) or counter.count(rough) > limit:
+        return counter.truncate(rough, limit), True
+    return text, False
+
+
+def overflow_notice(tokens: int, budget: int) -> str:
+    """The ``tool`` message an agent gets when its context first grows past the token budget."""
+    return (
+        f"[context notice] the context holds {tokens} tokens, more than max_context_tokens={budget}: you now "
+        "see only the pinned, newest and highest-priority messages, and answering while over the budget pays "
+        f"the overflow penalty. Shrink it with {SUMMARY_CONTEXT} or {FILTER_CONTEXT}."
+    )
+
+
+def cut_notice(limit: int) -> str:
+    """The format error a turn longer than ``max_response_tokens`` gets."""
+    return f"[format error] the turn exceeded max_response_tokens={limit} and was cut; keep replies shorter."
+
+
+def message_kind(result: ToolResult) -> str:
+    """The context ``kind`` of a call's result: ``"retrieval"`` for memories read, else ``"tool"``.
+
+    A failed read is an error report, not retrieved memories, so it is a plain ``"tool"``
+    message (viewers mark gold facts in ``"retrieval"`` messages).
+    """
+    return "retrieval" if result.ok and "ltm_read" in result.touches else "tool"
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnOutcome:
+    """What one turn did.
+
+    Attributes:
+        parsed: The parsed turn.
+        text: The turn as it entered the context (cut when too long).
+        cut: Whether the turn was cut to ``max_response_tokens``.
+        message: The turn's ``assistant`` message in the context.
+        results: The results of its tool calls, in call order.
+        result_messages: The ``tool`` messages of those results, in the same order.
+        errors: Its format errors (the cut notice first), each one an invalid call.
+        seen_tokens: Context tokens when the agent produced the turn (T_used for the reward).
+        seen_contents: The contents the agent saw then, system prompt and query left out
+            (for the preservation reward).
+    """
+
+    parsed: ParsedTurn
+    text: str
+    cut: bool
+    message: Message
+    results: tuple[ToolResult, ...]
+    result_messages: tuple[Message, ...]
+    errors: tuple[str, ...]
+    seen_tokens: int
+    seen_contents: tuple[str, ...]
+
+    @property
+    def invalid(self) -> int:
+        """Invalid calls of the turn: failed calls plus format errors."""
+        return sum(not r.ok for r in self.results) + len(self.errors)
+
+
+class TurnEngine:
+    """The turn loop of one agent's context.
+
+    Args:
+        stm: The agent's context.
+        executor: Runs the tools against ``stm`` and a long-term memory.
+        counter: Counts tokens (cuts long turns).
+        config: Limits (``max_response_tokens``, ``max_calls_per_turn``, ``overflow_notice``);
+            the env may replace it between episodes.
+        interactive: Whether ``<action>`` is part of the grammar.
+        refuse: Optional ``call -> error text | None`` for calls this agent may not make
+            (e.g. a saboteur's restricted tools); a refused call fails without running.
+    """
+
+    def __init__(
+        self,
+        stm: ShortTermMemory,
+        executor: ToolExecutor,
+        counter: TokenCounter,
+        config: EnvConfig,
+        *,
+        interactive: bool = False,
+        refuse: Refuse | None = None,
+    ) -> None:
+        self.stm = stm
+        self.executor = executor
+        self.counter = counter
+        self.config = config
+        self.interactive = interactive
+        self.refuse = refuse
+        self.overflow_noticed = False
+
+    def reset(self) -> None:
+        """Forget the overflow-notice state (a new episode)."""
+        self.overflow_noticed = False
+
+    # ------------------------------------------------------------------ turns
+    def take_turn(self, action: Any, *, stage: int, step: int, on_result: OnResult | None = None) -> TurnOutcome:
+        """Parse and run one turn in the context.
+
+        Args:
+            action: The turn text, or a structured action.
+            stage: The stage the turn belongs to (message and memory metadata).
+            step: The env step (the memory's time).
+            on_result: Called after each call, before the next one runs.
+
+        Returns:
+            The :class:`TurnOutcome`.
+        """
+        seen_tokens = self.stm.tokens
+        seen = tuple(m.content for m in self.stm.messages if m.kind not in ("query", "system"))
+        text, cut = cut_turn(action, self.config.max_response_tokens, self.counter)
+        parsed = parse_turn(
+            text if isinstance(action, str) else action,
+            allow_action=self.interactive,
+            max_calls=self.config.max_calls_per_turn,
+            tools=self.executor.tools,  # the table the executor runs: one source for parsing and running
+        )
+        message = self.stm.append("assistant", text, kind="turn", stage=stage)
+        results, shown = self._run_calls(parsed, message, stage, step, on_result)
+        errors = self._report_errors(parsed, cut, stage)
+        return TurnOutcome(parsed, text, cut, message, results, shown, errors, seen_tokens, seen)
+
+    def _run_calls(
+        self, parsed: ParsedTurn, turn: Message, stage: int, step: int, on_result: OnResult | None
+    ) -> tuple[tuple[ToolResult, ...], tuple[Message, ...]]:
+        results: list[ToolResult] = []
+        shown: list[Message] = []
+        for call in parsed.calls:
+            refusal = self.refuse(call) if self.refuse is not None else None
+            if refusal is not None:
+                result = ToolResult(call.name, False, refusal)
+            else:
+                result = self.executor.run(call, stage=stage, step=step, turn=turn)
+                if on_result is not None:
+                    on_result(call, result)
+            results.append(result)
+            shown.append(self.stm.append("tool", result.message, kind=message_kind(result), stage=stage))
+        return tuple(results), tuple(shown)
+
+    def _report_errors(self, parsed: ParsedTurn, cut: bool, stage: int) -> tuple[str, ...]:
+        errors = ((cut_notice(self.config.max_response_tokens),) if cut else ()) + parsed.errors
+        if errors:
+            self.stm.append("tool", "\n".join(errors), kind="error", stage=stage)
+        return errors
+
+    def reject(self, message: str, *, stage: int) -> None:
+        """Answer a bad agent input found after the turn ran (an env hook's check)."""
+        self.stm.append("tool", message, kind="error", stage=stage)
+
+    # ------------------------------------------------------------------ incoming messages
+    def deliver(self, content: str, *, kind: str, stage: int, auto_retrieve_k: int = 0) -> None:
+        """Append an incoming user message, with up to ``auto_retrieve_k`` related memories.
+
+        The related memories (positive similarity only) follow as one ``retrieval`` message,
+        when the long-term memory holds any.
+        """
+        self.stm.append("user", content, kind=kind, stage=stage)
+        ltm = self.executor.ltm
+        if auto_retrieve_k and len(ltm):
+            items = [m for m in ltm.search(content, top_k=auto_retrieve_k) if m.score > 0.0]
+            if items:
+                self.stm.append("tool", format_retrieved(items, AUTO_RETRIEVAL_HEADER), kind="retrieval", stage=stage)
+
+    # ------------------------------------------------------------------ what the agent sees
+    def observe(self, budget: int, *, stage: int) -> tuple[Observation, PackedContext]:
+        """The packed context for ``budget`` tokens, after a one-time overflow notice.
+
+        The notice comes when the context first grows past the budget (``config.overflow_notice``)
+        and is re-armed once the context fits again.
+
+        Returns:
+            The observation (chat messages) and the packed context.
+        """
+        over = self.stm.tokens > budget
+        if over and self.config.overflow_notice and not self.overflow_noticed:
+            self.stm.append("tool", overflow_notice(self.stm.tokens, budget), kind="notice", stage=stage)
+        self.overflow_noticed = over
+        packed = self.stm.pack(budget)
+        return packed.as_chat(), packed
+
+    def transcript_lines(self) -> list[str]:
+        """The context as ``[role] content`` lines (``*`` marks pinned; the system prompt shortened)."""
+        lines = []
+        for m in self.stm.messages:
+            body = m.content if m.kind != "system" else m.content.splitlines()[0] + " [...]"
+            lines.append(f"[{m.role}{'*' if m.pinned else ''}] {body}")
+        return lines
+
+
+# ---------------------------------------------------------------------- info["turn"]
+def call_info(call: ToolCall, result: ToolResult) -> dict[str, Any]:
+    """One call of ``info["turn"]["calls"]``: what ran, whether it worked, the memory ids involved."""
+    if result.memory_id is not None:
+        ids = [result.memory_id]
+    else:
+        ids = [item.id for item in result.retrieved]
+    return {
+        "name": call.name,
+        "arguments": dict(call.arguments),
+        "ok": result.ok,
+        "memory_op": result.memory_op,
+        "memory_ids": ids,
+        "message": result.message,
+    }
+
+
+def turn_info(outcome: TurnOutcome, rejected: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``info["turn"]`` entry of a step: the turn as the env understood and ran it.
+
+    Args:
+        outcome: The turn.
+        rejected: Errors the env's hooks found after the turn ran (e.g. an ``<action>``
+            before Stage 3); they count as invalid calls too.
+
+    Returns:
+        ``{"kind", "calls", "errors", "cut"}`` plus ``"answer"`` / ``"action"`` when the
+        turn had one (see :class:`~agemem_gym.core.MemoryEnv`).
+    """
+    parsed = outcome.parsed
+    info: dict[str, Any] = {
+        "kind": parsed.kind,
+        "calls": [call_info(c, r) for c, r in zip(parsed.calls, outcome.results)],
+        "errors": [*outcome.errors, *rejected],
+        "cut": outcome.cut,
+    }
+    if parsed.answer is not None:
+        info["answer"] = parsed.answer
+    if parsed.action is not None:
+        info["action"] = parsed.action
+    return info
