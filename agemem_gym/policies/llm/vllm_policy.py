@@ -93,11 +93,23 @@ class VLLMPolicy(BasePolicy):
 
     def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         """Generate one turn per observation; the records land in :attr:`last_records`."""
-        self.last_records = self.generate(observations)
+        self.last_records = self.generate(observations, infos)
         return [r.text for r in self.last_records]
 
-    def generate(self, observations: Sequence[Observation]) -> list[TurnRecord]:
-        """Generate turns for ``observations`` in one engine call."""
+    def generate(
+        self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[TurnRecord]:
+        """Generate turns for ``observations`` in one engine call.
+
+        Args:
+            observations: One chat context per turn.
+            infos: The matching env ``info`` dicts; accepted so the GRPO rollouts call every
+                backend the same way (``HFPolicy.generate`` reads ``valid_actions`` from them;
+                this backend does not constrain turns).
+
+        Returns:
+            One :class:`TurnRecord` per observation.
+        """
         vllm = _vllm()
         prompts = [self.encode(o) for o in observations]
         params = vllm.SamplingParams(

@@ -29,3 +29,15 @@ def test_vllm_turns_match_the_hf_interface():
     obs, info = env.reset(seed=0)
     rec = policy.generate([obs, obs])[0]
     assert len(rec.logprobs) == len(rec.response_ids) and rec.text
+
+
+def test_generate_takes_what_the_grpo_rollouts_pass():
+    """collect_groups calls policy.generate(observations, infos): both backends must accept it."""
+    import inspect
+
+    from agemem_gym.policies.llm.hf_policy import HFPolicy
+    from agemem_gym.policies.llm.vllm_policy import VLLMPolicy
+
+    hf = list(inspect.signature(HFPolicy.generate).parameters)
+    vllm = list(inspect.signature(VLLMPolicy.generate).parameters)
+    assert hf == vllm == ["self", "observations", "infos"]
