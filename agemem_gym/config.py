@@ -128,8 +128,22 @@ class RewardConfig:
     """Multiply the no-answer value by ``w_task`` (paper) or add it unweighted (released code)."""
     rounds_penalty: float = -1.0
     """P_rounds: Stage 3 ran out of rounds without an answer."""
+    rounds_penalty_early_stages: bool = False
+    """Also charge P_rounds (still once per episode) when a Stage-1/2 message's round cap is
+    hit without an ``<answer>``. Off by default: in the paper's Algorithms 3 and 4 the
+    Stage-1/2 loops simply run ``t = 1..N_max`` and the next message or stage follows, so
+    N_rounds never exceeds N_max there; the violation ``N_rounds > N_max`` (Eq. 26) is the
+    task loop of Algorithm 5 ending without an answer, and the released code charges only
+    Stage-3 rounds. Either way ``info["rounds_exceeded_stages"]`` records every stage whose
+    cap was hit."""
     overflow_penalty: float = -0.5
     """P_overflow: the context exceeded T_max when answering."""
+    maintenance: Literal["changed", "any_update"] = "changed"
+    """R_maintenance (Eq. 24). ``"changed"`` (default): 1 if a delete ran or an update changed
+    a memory (its content, up to whitespace, or a metadata value). ``"any_update"``: the
+    paper's literal ``1[update or delete performed]``, which an update that rewrites a memory
+    as it was also earns. The default closes that free reward: maintenance is meant to pay for
+    keeping the store current, and a no-op update keeps nothing current."""
     invalid_call_penalty: float = -0.05
     """Added per invalid call (malformed turn, unknown tool, bad argument, unknown id)."""
     invalid_penalty_floor: float = -1.0
@@ -145,6 +159,10 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in ("terminal", "dense"), f"mode must be terminal/dense, got {self.mode!r}")
+        _check(
+            self.maintenance in ("changed", "any_update"),
+            f"maintenance must be changed/any_update, got {self.maintenance!r}",
+        )
         _check(len(self.context_weights) == 3 and len(self.memory_weights) == 3, "context/memory weights need 3 values")
         _check(
             self.invalid_call_penalty <= 0 and self.invalid_penalty_floor <= 0, "invalid-call penalties must be <= 0"
@@ -161,10 +179,17 @@ class RewardConfig:
     def released_code(cls, **overrides: Any) -> RewardConfig:
         """The released code's reward: weights 0.5 / 0.15 / 0.15 plus 0.2 tool efficiency.
 
-        The no-answer penalty is added unweighted and the total is clipped to [−1, 1].
+        The no-answer penalty is added unweighted, the total is clipped to [−1, 1] and any
+        update earns maintenance (the code counts the calls).
         """
         base: dict[str, Any] = dict(
-            w_task=0.5, w_context=0.15, w_memory=0.15, w_tool_efficiency=0.2, weight_no_answer=False, clip=(-1.0, 1.0)
+            w_task=0.5,
+            w_context=0.15,
+            w_memory=0.15,
+            w_tool_efficiency=0.2,
+            weight_no_answer=False,
+            clip=(-1.0, 1.0),
+            maintenance="any_update",
         )
         base.update(overrides)
         return cls(**base)

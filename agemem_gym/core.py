@@ -17,6 +17,12 @@ Episode flow::
     Stage 3  the query is appended (no reset); the episode ends with <answer> or when
              max_rounds turns pass without one (P_rounds)
 
+Running out of rounds on a Stage-1/2 message moves on to the next message without a
+penalty by default: the paper's Algorithms 3 and 4 loop ``t = 1..N_max`` and go on, and
+P_rounds (``N_rounds > N_max``, Eq. 26) is the task loop ending unanswered. Every stage whose
+cap was hit is recorded in ``info["rounds_exceeded_stages"]``, and
+``RewardConfig.rounds_penalty_early_stages`` charges P_rounds (once) for Stages 1-2 too.
+
 A turn with tool calls runs the calls (their results come back as ``tool`` messages) and
 stays on the current message; every bad input becomes a ``tool`` message, a counted
 ``info["invalid_calls"]`` and the configured penalty. The turn itself is run by a
@@ -89,7 +95,9 @@ class MemoryEnv(gym.Env[Observation, str]):
     ``info`` on every step holds ``stage``, ``round``, ``step``, ``task_id``, ``tool_calls``
     (counts per tool), ``invalid_calls``, ``step_invalid_calls``, ``prompt_tokens``,
     ``context_tokens``, ``overflow``, ``ltm_size`` and ``turn``; the last step adds the
-    answer, the grade, memory quality and the reward breakdown. ``info["turn"]`` says what the
+    answer, the grade, memory quality, the reward breakdown and ``rounds_exceeded_stages``
+    (the stages in which a message's round cap was hit without an ``<answer>``; P_rounds is
+    charged for Stage 3 only unless ``RewardConfig.rounds_penalty_early_stages``). ``info["turn"]`` says what the
     env made of the step's turn (small and JSON-serialisable; reset's ``info`` has none)::
 
         {"kind": "tool_call" | "answer" | "action" | "invalid",
@@ -271,9 +279,11 @@ class MemoryEnv(gym.Env[Observation, str]):
         self._last_turn = outcome
         self._trace.tool_calls.update(call.name for call in outcome.parsed.calls)
         self._step_invalid = outcome.invalid
+        # counted before _dispatch: an ending turn computes the reward there, and its own
+        # invalid calls must be in it (a hook's rejection counts itself, in _reject)
+        self._trace.invalid_calls += outcome.invalid
         self._truncated = False
         ended = self._dispatch(outcome.parsed)
-        self._trace.invalid_calls += self._step_invalid
         obs = self._observe()
         reward = self._step_reward(ended)
         info = self._info(step_invalid=self._step_invalid)
@@ -290,6 +300,8 @@ class MemoryEnv(gym.Env[Observation, str]):
             return True
         if parsed.kind == "action" and self._on_action(parsed.action or ""):
             return True
+        if parsed.kind != "answer" and self._round >= self.config.max_rounds:
+            self._note_rounds_exceeded()
         if self._stage < 3 and (parsed.kind == "answer" or self._round >= self.config.max_rounds):
             self._advance()  # an <answer> in Stage 1/2 is the reply to the user: the next message comes
         elif self._stage == 3 and self._round >= self.config.max_rounds:
@@ -298,11 +310,17 @@ class MemoryEnv(gym.Env[Observation, str]):
             return True
         return False
 
+    def _note_rounds_exceeded(self) -> None:
+        """Record that this stage's round cap was hit without an ``<answer>`` (once per stage)."""
+        if self._stage not in self._trace.rounds_exceeded_stages:
+            self._trace.rounds_exceeded_stages.append(self._stage)
+
     def _reject(self, message: str) -> None:
         """Answer a bad agent input from a hook: a tool message and one counted invalid call."""
         self.turns.reject(message, stage=self._stage)
         self._rejected.append(message)
         self._step_invalid += 1
+        self._trace.invalid_calls += 1
 
     def grade(self, task: Task, answer: str | None) -> dict[str, Any]:
         """Grade an answer to ``task`` as the episode's end does.
@@ -470,6 +488,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             ),
             "prompt_tokens_total": int(sum(self._prompt_tokens)),
             "turns": trace.turns,
+            "rounds_exceeded_stages": list(trace.rounds_exceeded_stages),
         }
 
     def _step_reward(self, ended: bool) -> float:

@@ -7,14 +7,19 @@
 * ``R_context = α·(R_compression, R_preventive, R_preservation)``:
   compression ``max(0, 1 − T_used/T_max)`` with T_used the context tokens when answering;
   preventive 1 if a Summary/Filter ran before any overflow; preservation 1 if at least half
-  of the query's key terms appear in the context *outside the live query message* when
-  answering (the query itself is pinned here, so checking it would always give 1).
+  of the query's key terms appear, when answering, in what the *environment* put in the
+  context: user and tool messages, retrieved memories and summaries, never the agent's own
+  turns (an agent that repeats the question has not preserved it) and never the live query
+  message (pinned here, so checking it would always give 1).
 * ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the share of Stage-1
-  additions that state a new gold fact; maintenance 1 if any update or delete ran;
+  additions that state a new gold fact; maintenance 1 if any delete or any update that
+  changed a memory ran (``RewardConfig.maintenance`` keeps the paper's literal "any update");
   relevance the share of memories retrieved in Stage 3 that state a gold fact. Terms that
   need gold facts are left out (their weight spread over the others) for tasks without them.
-* ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds, −0.5 when the
-  context exceeded T_max when answering, and the invalid-call penalty (floored).
+* ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds (or, with
+  ``RewardConfig.rounds_penalty_early_stages``, when any stage's round cap was hit without an
+  ``<answer>``; charged once), −0.5 when the context exceeded T_max when answering, and the
+  invalid-call penalty (floored).
 """
 
 from __future__ import annotations
@@ -49,11 +54,18 @@ _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 
 @dataclasses.dataclass
 class EpisodeTrace:
-    """What the environment records during an episode for the reward and the final ``info``."""
+    """What the environment records during an episode for the reward and the final ``info``.
+
+    ``updates`` counts the updates that changed a memory, ``noop_updates`` those that
+    rewrote it as it was. ``rounds_exceeded`` is Stage 3 running out of rounds without an
+    answer (P_rounds); ``rounds_exceeded_stages`` lists, once each, every stage in which some
+    message's round cap was hit without an ``<answer>`` (Stage 3 included).
+    """
 
     answer: str | None = None
     stage1_added: list[str] = dataclasses.field(default_factory=list)
     updates: int = 0
+    noop_updates: int = 0
     deletes: int = 0
     retrieved_stage3: dict[str, str] = dataclasses.field(default_factory=dict)
     first_reduction_step: int | None = None
@@ -61,6 +73,7 @@ class EpisodeTrace:
     answer_context_tokens: int = 0
     answer_context: list[str] = dataclasses.field(default_factory=list)
     rounds_exceeded: bool = False
+    rounds_exceeded_stages: list[int] = dataclasses.field(default_factory=list)
     stage3_rounds: int = 0
     invalid_calls: int = 0
     tool_calls: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -80,7 +93,10 @@ def record_call(trace: EpisodeTrace, result: ToolResult, *, stage: int, step: in
         if stage == 1:
             trace.stage1_added.append(str(result.content))
     elif result.memory_op == "updated":
-        trace.updates += 1
+        if result.changed:
+            trace.updates += 1
+        else:
+            trace.noop_updates += 1
     elif result.memory_op == "deleted":
         trace.deletes += 1
     elif "ltm_read" in result.touches:
@@ -189,20 +205,35 @@ def _context_terms(
     return compression, _preventive(trace), preservation(question, trace.answer_context)
 
 
-def _memory_terms(trace: EpisodeTrace, facts: Sequence[str] | None) -> tuple[float | None, float, float | None]:
-    """Storage, maintenance and relevance; storage and relevance are ``None`` without gold facts."""
-    maintenance = float(trace.updates + trace.deletes > 0)
+def _memory_terms(trace: EpisodeTrace, facts: Sequence[str] | None) -> tuple[float | None, float | None]:
+    """Storage and relevance; both are ``None`` without gold facts."""
     if not facts:
-        return None, maintenance, None
+        return None, None
     storage = storage_quality(trace.stage1_added, facts)
-    return storage, maintenance, retrieval_relevance(list(trace.retrieved_stage3.values()), facts)
+    return storage, retrieval_relevance(list(trace.retrieved_stage3.values()), facts)
+
+
+def _maintenance(trace: EpisodeTrace, config: RewardConfig) -> float:
+    """R_maintenance (Eq. 24): 1 if a delete or an update that changed a memory ran.
+
+    A no-op update counts too when ``config.maintenance == "any_update"`` (the paper's literal
+    indicator).
+    """
+    updates = trace.updates + (trace.noop_updates if config.maintenance == "any_update" else 0)
+    return float(updates + trace.deletes > 0)
+
+
+def _rounds_penalty(trace: EpisodeTrace, config: RewardConfig) -> float:
+    """P_rounds, charged once: Stage 3 ran out of rounds, or (opt-in) any stage hit its cap."""
+    early = config.rounds_penalty_early_stages and any(s < 3 for s in trace.rounds_exceeded_stages)
+    return config.rounds_penalty if trace.rounds_exceeded or early else 0.0
 
 
 def _penalties(
     trace: EpisodeTrace, config: RewardConfig, max_context_tokens: int, answered: bool
 ) -> tuple[float, float, float]:
     """P_rounds, P_overflow and the floored invalid-call penalty."""
-    rounds_p = config.rounds_penalty if trace.rounds_exceeded else 0.0
+    rounds_p = _rounds_penalty(trace, config)
     overflow_p = config.overflow_penalty if answered and trace.answer_context_tokens > max_context_tokens else 0.0
     invalid_p = 0.0
     if trace.invalid_calls:
@@ -249,7 +280,8 @@ def compute_reward(
     answered = task_score is not None
     task = config.no_answer if task_score is None else float(task_score)
     compression, preventive, preserved = _context_terms(trace, question, max_context_tokens, answered)
-    storage, maintenance, relevance = _memory_terms(trace, facts)
+    storage, relevance = _memory_terms(trace, facts)
+    maintenance = _maintenance(trace, config)
     context = _weighted([compression, preventive, preserved], config.context_weights)
     memory = _weighted([storage, maintenance, relevance], config.memory_weights)
     te = tool_efficiency(trace, max_rounds) if config.w_tool_efficiency else 0.0

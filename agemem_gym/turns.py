@@ -11,7 +11,9 @@ one place:
   errors (one ``tool`` message) -> a :class:`TurnOutcome`;
 * :meth:`TurnEngine.deliver`: an incoming user message, with the automatic retrieval of
   related memories;
-* :meth:`TurnEngine.observe`: the overflow notice and the packed context the agent sees.
+* :meth:`TurnEngine.observe`: the overflow notice and the packed context the agent sees;
+* :meth:`TurnEngine.environment_view`: what the *environment* put in the context (the
+  answer-time context the preservation reward checks).
 
 What a turn *means* (moving to the next message, ending the episode, rewards, team roles)
 stays with the env. :func:`turn_info` turns an outcome into the small JSON-able
@@ -21,6 +23,7 @@ stays with the env. :func:`turn_info` turns an outcome into the small JSON-able
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +40,7 @@ from agemem_gym.tools import (
     parse_turn,
     turn_text,
 )
+from agemem_gym.tools.results import TOOL_ERROR_PREFIX
 
 __all__ = ["TurnEngine", "TurnOutcome", "cut_turn", "overflow_notice", "turn_info"]
 
@@ -47,6 +51,26 @@ Refuse = Callable[[ToolCall], str | None]
 """Returns the error text for a call this agent may not make, or ``None`` to run it."""
 
 AUTO_RETRIEVAL_HEADER = "[retrieved memories] (related memories already stored)"
+
+# messages with no environment content: the agent's own turns, the system prompt, the live
+# query (pinned, so it would always "preserve" itself) and format errors (they quote the turn)
+_NOT_ENVIRONMENT = frozenset({"turn", "system", "query", "error"})
+_WORD = re.compile(r"[\w'’.,-]+")
+
+
+def shared_words(text: str, source: str) -> str:
+    """The words of ``text`` that also occur in ``source`` (case-insensitive), in ``text``'s order.
+
+    A summary's environment content: what it kept of the environment messages it replaced,
+    so question words it copied from the agent's own turns do not count as preserved.
+
+    Example:
+        >>> shared_words("assistant: Who is Gutzon Borglum? user: Borglum carved it.", "Borglum carved Rushmore")
+        'Borglum Borglum carved'
+    """
+    vocab = {w.strip(".,").lower() for w in _WORD.findall(source)}
+    words = (w.strip(".,") for w in _WORD.findall(text))
+    return " ".join(w for w in words if w and w.lower() in vocab)
 
 
 def cut_turn(action: Any, limit: int, counter: TokenCounter) -> tuple[str, bool]:
@@ -95,8 +119,10 @@ class TurnOutcome:
         result_messages: The ``tool`` messages of those results, in the same order.
         errors: Its format errors (the cut notice first), each one an invalid call.
         seen_tokens: Context tokens when the agent produced the turn (T_used for the reward).
-        seen_contents: The contents the agent saw then, system prompt and query left out
-            (for the preservation reward).
+        seen_contents: What the environment had put in the context then
+            (:meth:`TurnEngine.environment_view`: user and tool messages, retrieved memories,
+            summaries; never the agent's own turns, the system prompt or the query), for
+            the preservation reward.
     """
 
     parsed: ParsedTurn
@@ -146,10 +172,13 @@ class TurnEngine:
         self.interactive = interactive
         self.refuse = refuse
         self.overflow_noticed = False
+        # id(summary message) -> (the message, kept alive so the id stays unique; its environment content)
+        self._summary_views: dict[int, tuple[Message, str]] = {}
 
     def reset(self) -> None:
-        """Forget the overflow-notice state (a new episode)."""
+        """Forget the overflow-notice state and the summaries' provenance (a new episode)."""
         self.overflow_noticed = False
+        self._summary_views.clear()
 
     # ------------------------------------------------------------------ turns
     def take_turn(self, action: Any, *, stage: int, step: int, on_result: OnResult | None = None) -> TurnOutcome:
@@ -165,7 +194,7 @@ class TurnEngine:
             The :class:`TurnOutcome`.
         """
         seen_tokens = self.stm.tokens
-        seen = tuple(m.content for m in self.stm.messages if m.kind not in ("query", "system"))
+        seen = self.environment_view()
         text, cut = cut_turn(action, self.config.max_response_tokens, self.counter)
         parsed = parse_turn(
             text if isinstance(action, str) else action,
@@ -188,12 +217,46 @@ class TurnEngine:
             if refusal is not None:
                 result = ToolResult(call.name, False, refusal)
             else:
+                before = self.stm.messages
                 result = self.executor.run(call, stage=stage, step=step, turn=turn)
+                if result.ok and "context" in result.touches:
+                    self._note_summaries(before)
                 if on_result is not None:
                     on_result(call, result)
             results.append(result)
             shown.append(self.stm.append("tool", result.message, kind=message_kind(result), stage=stage))
         return tuple(results), tuple(shown)
+
+    def _note_summaries(self, before: Sequence[Message]) -> None:
+        """Give each summary a context tool just made its environment content (see :func:`shared_words`)."""
+        after = self.stm.messages
+        kept = {id(m) for m in after}
+        old = {id(m) for m in before}
+        replaced = [m for m in before if id(m) not in kept]
+        for m in after:
+            if m.kind == "summary" and id(m) not in old:
+                source = "\n".join(self._environment_text(r) for r in replaced)
+                self._summary_views[id(m)] = (m, shared_words(m.content, source))
+
+    def _environment_text(self, message: Message) -> str:
+        """The part of ``message`` the environment wrote ("" for the agent's own text)."""
+        if message.kind in _NOT_ENVIRONMENT or message.role in ("assistant", "system"):
+            return ""
+        if message.kind == "summary" and id(message) in self._summary_views:
+            return self._summary_views[id(message)][1]
+        if message.role == "tool" and message.content.startswith(TOOL_ERROR_PREFIX):
+            return ""  # a failed call's error quotes the agent's arguments back
+        return message.content
+
+    def environment_view(self) -> tuple[str, ...]:
+        """What the environment put in the context: user and tool messages, retrieved memories, summaries.
+
+        The agent's own turns, the system prompt, the live query and the error reports that
+        quote the agent are left out, and a summary counts for the words it kept of the
+        environment messages it replaced. This is the answer-time context R_preservation
+        checks: repeating the question in a turn (or summarising such a turn) preserves nothing.
+        """
+        return tuple(text for m in self.stm.messages if (text := self._environment_text(m)))
 
     def _report_errors(self, parsed: ParsedTurn, cut: bool, stage: int) -> tuple[str, ...]:
         errors = ((cut_notice(self.config.max_response_tokens),) if cut else ()) + parsed.errors

@@ -96,3 +96,21 @@ def test_config_validation_and_presets():
     with pytest.raises(InvalidConfig):
         RewardConfig(invalid_call_penalty=0.5)
     assert RewardConfig.released_code().w_tool_efficiency == 0.2
+
+
+def test_maintenance_counts_changes_unless_the_literal_indicator_is_asked_for():
+    noop = trace(updates=0, noop_updates=1)
+    assert reward(noop).maintenance == 0.0
+    assert reward(noop, RewardConfig(maintenance="any_update")).maintenance == 1.0
+    assert reward(noop, RewardConfig.released_code()).maintenance == 1.0  # the code counts the calls
+    assert reward(trace(updates=0, deletes=1)).maintenance == 1.0
+    with pytest.raises(InvalidConfig):
+        RewardConfig(maintenance="sometimes")
+
+
+def test_early_stage_round_caps_charge_p_rounds_once_only_when_asked():
+    capped = trace(rounds_exceeded_stages=[1, 2])
+    assert reward(capped).rounds_penalty == 0.0
+    assert reward(capped, RewardConfig(rounds_penalty_early_stages=True)).rounds_penalty == -1.0
+    both = trace(rounds_exceeded_stages=[1, 3], rounds_exceeded=True)
+    assert reward(both, RewardConfig(rounds_penalty_early_stages=True)).rounds_penalty == -1.0

@@ -199,3 +199,18 @@ def test_grade_is_public_and_covers_the_unanswered_case():
     world = Corridor(plain=True)  # the world starts at reset
     world.reset(seed=0)
     assert world.grade(world.task, None) == {"task_score": 0.0, "success": 0.0}
+
+
+# ------------------------------------------------------------------ preservation's view
+def test_environment_view_leaves_out_the_agents_own_words():
+    from agemem_gym.turns import shared_words
+
+    env = gym.make(HOTPOT).unwrapped
+    env.reset(seed=0, options={"task_id": 0})
+    env.step(f"<think>{FACT}</think>" + call("Delete_memory", memory_id="Eiffel Tower", confirmation=True))
+    env.step(call("Summary_context", span="all"))
+    view = env.turns.environment_view()
+    contents = [m.content for m in env.stm.messages]
+    assert any("Eiffel" in c for c in contents)  # the summary kept the agent's sentence...
+    assert not any("eiffel" in v.lower() for v in view)  # ...but it is not the environment's
+    assert shared_words("Tower of Paris, 1889.", "paris tower") == "Tower Paris"

@@ -27,6 +27,7 @@ import json
 import re
 from typing import Any
 
+from agemem_gym.memory.ltm import MemoryItem
 from agemem_gym.tools.context import ToolContext
 from agemem_gym.tools.results import ToolResult, format_retrieved, tool_error
 
@@ -126,6 +127,7 @@ def update_memory(
     )
     if problem:
         return problem
+    changed = _update_changes(ctx.ltm.get(memory_id), content, metadata)
     meta = dict(metadata or {})
     meta["updated_step"] = ctx.step
     if not ctx.ltm.update(memory_id, content, meta):  # deleted by another agent meanwhile
@@ -137,7 +139,20 @@ def update_memory(
         memory_id=memory_id,
         memory_op="updated",
         content=content,
+        changed=changed,
     )
+
+
+def _update_changes(before: MemoryItem | None, content: str, metadata: dict[str, Any] | None) -> bool:
+    """Whether an update changes the memory: new content (up to whitespace) or a new metadata value.
+
+    The ``updated_step`` bookkeeping the handler adds is not a change the agent made.
+    """
+    if before is None:
+        return True  # deleted meanwhile: the update fails anyway
+    if " ".join(content.split()) != " ".join(before.content.split()):
+        return True
+    return any(key not in before.metadata or before.metadata[key] != value for key, value in (metadata or {}).items())
 
 
 def delete_memory(ctx: ToolContext, *, memory_id: str, confirmation: bool) -> ToolResult:

@@ -8,7 +8,10 @@ from typing import Literal
 
 from agemem_gym.memory.ltm import MemoryItem
 
-__all__ = ["MemoryOp", "ToolResult", "format_retrieved", "tool_error"]
+__all__ = ["MemoryOp", "TOOL_ERROR_PREFIX", "ToolResult", "format_retrieved", "tool_error"]
+
+TOOL_ERROR_PREFIX = "[tool error]"
+"""How every failed call's message starts."""
 
 MemoryOp = Literal["added", "updated", "deleted"]
 
@@ -29,6 +32,10 @@ class ToolResult:
         content: The text a successful add or update stored.
         touches: What the tool may touch, from its declaration in the tool table:
             ``"ltm_write"``, ``"ltm_read"``, ``"context"``.
+        changed: For a successful update: whether it changed the memory (its content, up
+            to whitespace, or a metadata value the agent gave). An update that rewrites a
+            memory as it was is still ``memory_op="updated"`` (the agent sees the same
+            result), but ``changed=False`` keeps it out of the default maintenance reward.
     """
 
     name: str
@@ -40,6 +47,7 @@ class ToolResult:
     memory_op: MemoryOp | None = None
     content: str | None = None
     touches: frozenset[str] = frozenset()
+    changed: bool = True
 
 
 def tool_error(name: str, problem: str) -> ToolResult:
@@ -52,7 +60,7 @@ def tool_error(name: str, problem: str) -> ToolResult:
     Returns:
         The result.
     """
-    return ToolResult(name, False, f"[tool error] {name}: {problem}")
+    return ToolResult(name, False, f"{TOOL_ERROR_PREFIX} {name}: {problem}")
 
 
 def format_retrieved(items: Sequence[MemoryItem], header: str = "[retrieved memories]") -> str:

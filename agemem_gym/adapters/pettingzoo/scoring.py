@@ -36,6 +36,7 @@ class AgentRecord:
     role: str
     added: list[str] = dataclasses.field(default_factory=list)
     updates: int = 0
+    noop_updates: int = 0
     deletes: int = 0
     invalid_calls: int = 0
     tool_calls: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -69,6 +70,7 @@ def _team_trace(
     trace = EpisodeTrace(answer=answer, turns=cycles, stage3_rounds=ans.turns)
     trace.stage1_added = [c for r in coop if r.role == "reader" for c in r.added]
     trace.updates = sum(r.updates for r in coop)
+    trace.noop_updates = sum(r.noop_updates for r in coop)
     trace.deletes = sum(r.deletes for r in coop)
     trace.retrieved_stage3 = {mid: PLANTED if mid in planted else c for mid, c in ans.retrieved.items()}
     trace.first_reduction_step = ans.first_reduction

@@ -336,8 +336,10 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         if result.memory_op in ("added", "updated") and mid:
             if result.memory_op == "added":
                 rec.added.append(str(result.content))
-            else:
+            elif result.changed:
                 rec.updates += 1
+            else:
+                rec.noop_updates += 1
             self._writers[mid] = state.name
             if self.provenance:
                 self.ltm.update(mid, metadata={"author": state.name})
