@@ -11,8 +11,10 @@
   answering (the query itself is pinned here, so checking it would always give 1).
 * ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the share of Stage-1
   additions that state a new gold fact; maintenance 1 if any update or delete ran;
-  relevance the share of memories retrieved in Stage 3 that state a gold fact. Terms that
-  need gold facts are left out (their weight spread over the others) for tasks without them.
+  relevance the share of memories retrieved in Stage 3 that state a gold fact. A memory
+  judge can score storage and relevance instead (the paper's LLM, Eqs. 23 and 25: pass its
+  :class:`~agemem_gym.graders.memory_terms.MemoryTerms`). A term with no score (no gold
+  facts and no judge) is left out, its weight spread over the others.
 * ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds, −0.5 when the
   context exceeded T_max when answering, and the invalid-call penalty (floored).
 """
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import retrieval_relevance, storage_quality
+from agemem_gym.graders.memory_terms import MemoryTerms
 from agemem_gym.text import STOPWORDS, content_words
 from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
 
@@ -189,9 +192,13 @@ def _context_terms(
     return compression, _preventive(trace), preservation(question, trace.answer_context)
 
 
-def _memory_terms(trace: EpisodeTrace, facts: Sequence[str] | None) -> tuple[float | None, float, float | None]:
-    """Storage, maintenance and relevance; storage and relevance are ``None`` without gold facts."""
+def _memory_terms(
+    trace: EpisodeTrace, facts: Sequence[str] | None, judged: MemoryTerms | None = None
+) -> tuple[float | None, float, float | None]:
+    """Storage, maintenance and relevance; storage and relevance from ``judged``, else the gold facts."""
     maintenance = float(trace.updates + trace.deletes > 0)
+    if judged is not None:
+        return judged.storage, maintenance, judged.relevance
     if not facts:
         return None, maintenance, None
     storage = storage_quality(trace.stage1_added, facts)
@@ -231,6 +238,7 @@ def compute_reward(
     facts: Sequence[str] | None,
     max_context_tokens: int,
     max_rounds: int,
+    memory_terms: MemoryTerms | None = None,
 ) -> RewardBreakdown:
     """The trajectory reward of an ended episode.
 
@@ -242,6 +250,8 @@ def compute_reward(
         facts: Gold supporting facts, ``None`` when the task has none.
         max_context_tokens: T_max.
         max_rounds: Stage-3 round cap (for the tool-efficiency term).
+        memory_terms: R_storage and R_relevance as a memory judge scored them
+            (:func:`~agemem_gym.graders.memory_terms.judge_memory_terms`); ``None``: from ``facts``.
 
     Returns:
         The breakdown; ``total`` is what the last step returns.
@@ -249,7 +259,7 @@ def compute_reward(
     answered = task_score is not None
     task = config.no_answer if task_score is None else float(task_score)
     compression, preventive, preserved = _context_terms(trace, question, max_context_tokens, answered)
-    storage, maintenance, relevance = _memory_terms(trace, facts)
+    storage, maintenance, relevance = _memory_terms(trace, facts, memory_terms)
     context = _weighted([compression, preventive, preserved], config.context_weights)
     memory = _weighted([storage, maintenance, relevance], config.memory_weights)
     te = tool_efficiency(trace, max_rounds) if config.w_tool_efficiency else 0.0
