@@ -44,7 +44,8 @@ from agemem_gym.config import REWARD_PRESETS, EnvConfig, MemoryConfig, RewardCon
 from agemem_gym.distractors import CorpusDistractors, DistractorSource
 from agemem_gym.error import InvalidConfig, ResetNeeded, unknown_name
 from agemem_gym.graders.facts import memory_quality
-from agemem_gym.graders.judges import AnswerJudge, FactOverlapJudge, MemoryJudge, make_judge
+from agemem_gym.graders.judges import AnswerJudge, MemoryJudge, make_judge, make_memory_judge
+from agemem_gym.graders.memory_terms import judge_memory_terms
 from agemem_gym.memory.context_ops import ContextFilter, CosineFilter, ExtractiveSummarizer, Summarizer
 from agemem_gym.memory.embedders import make_embedder
 from agemem_gym.memory.ltm import LongTermMemory
@@ -82,8 +83,13 @@ class MemoryEnv(gym.Env[Observation, str]):
         reward: :class:`RewardConfig`, a dict of its fields, or a preset name
             (``"paper"``, ``"released_code"``, ``"answer_only"``).
         embedder: ``"hashing"`` (default), ``"minilm"``, an embedder object or a callable.
-        judge: Answer judge: ``"f1"`` (default), ``"em"`` or an object (e.g. ``LLMJudge``).
-        memory_judge: Memory-quality judge (default: offline sentence-level fact F1).
+        judge: Answer judge: ``"f1"`` (default), ``"em"``, ``"hf:MODEL"``, ``"openai:MODEL"``
+            or an object (e.g. ``LLMJudge``).
+        memory_judge: Memory judge: memory quality and the reward's storage and relevance
+            terms. ``"fact-f1"`` (default: offline, from the gold facts), ``"hf:MODEL"``,
+            ``"openai:MODEL"`` or an object (see
+            :func:`~agemem_gym.graders.judges.make_memory_judge`). A judge that fails leaves
+            a line in the final ``info["judge_notes"]``.
         summarizer: ``Summary_context`` executor (default: extractive, offline).
         context_filter: ``Filter_context`` executor (default: embedding cosine ≥ θ_f).
         distractors: Stage-2 distractor source (default: the bundled corpus).
@@ -126,7 +132,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         reward: RewardConfig | Mapping[str, Any] | str | None = None,
         embedder: Any = "hashing",
         judge: AnswerJudge | str | None = None,
-        memory_judge: MemoryJudge | None = None,
+        memory_judge: MemoryJudge | str | None = None,
         summarizer: Summarizer | None = None,
         context_filter: ContextFilter | None = None,
         distractors: DistractorSource | None = None,
@@ -145,7 +151,7 @@ class MemoryEnv(gym.Env[Observation, str]):
         self.tools = DEFAULT_TOOLS if tools is None else tools  # the executor checks its type
         self.embedder = make_embedder(embedder)
         self.judge = make_judge(judge)
-        self.memory_judge = memory_judge or FactOverlapJudge()
+        self.memory_judge = make_memory_judge(memory_judge)
         self.counter: TokenCounter = HFTokenCounter(tokenizer) if tokenizer is not None else ApproxTokenCounter()
         self.distractor_source = distractors or CorpusDistractors()
         self.ltm = LongTermMemory(
@@ -459,6 +465,14 @@ class MemoryEnv(gym.Env[Observation, str]):
         trace.answer_context_tokens, trace.answer_context = turn.seen_tokens, list(turn.seen_contents)
         trace.stage3_rounds = self._round
         grade = self.grade(task, answer)
+        terms = judge_memory_terms(
+            self.memory_judge,
+            trace.stage1_added,
+            list(trace.retrieved_stage3.values()),
+            question=task.query,
+            answers=task.answers,
+            facts=task.facts,
+        )
         breakdown = compute_reward(
             trace,
             self.reward_config,
@@ -467,6 +481,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             facts=task.facts,
             max_context_tokens=self.config.max_context_tokens,
             max_rounds=self.config.max_rounds,
+            memory_terms=terms,
         )
         memories = [m.content for m in self.ltm]
         mq = memory_quality(memories, task.facts) if task.facts else None
@@ -489,6 +504,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             "prompt_tokens_total": int(sum(self._prompt_tokens)),
             "turns": trace.turns,
             "rounds_exceeded_stages": list(trace.rounds_exceeded_stages),
+            **({"judge_notes": list(terms.notes)} if terms.notes else {}),
         }
 
     def _step_reward(self, ended: bool) -> float:

@@ -14,8 +14,10 @@
 * ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the share of Stage-1
   additions that state a new gold fact; maintenance 1 if any delete or any update that
   changed a memory ran (``RewardConfig.maintenance`` keeps the paper's literal "any update");
-  relevance the share of memories retrieved in Stage 3 that state a gold fact. Terms that
-  need gold facts are left out (their weight spread over the others) for tasks without them.
+  relevance the share of memories retrieved in Stage 3 that state a gold fact. A memory
+  judge can score storage and relevance instead (the paper's LLM, Eqs. 23 and 25: pass its
+  :class:`~agemem_gym.graders.memory_terms.MemoryTerms`). A term with no score (no gold
+  facts and no judge) is left out, its weight spread over the others.
 * ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds (or, with
   ``RewardConfig.rounds_penalty_early_stages``, when any stage's round cap was hit without an
   ``<answer>``; charged once), −0.5 when the context exceeded T_max when answering, and the
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import retrieval_relevance, storage_quality
+from agemem_gym.graders.memory_terms import MemoryTerms
 from agemem_gym.text import STOPWORDS, content_words
 from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
 
@@ -205,8 +208,12 @@ def _context_terms(
     return compression, _preventive(trace), preservation(question, trace.answer_context)
 
 
-def _memory_terms(trace: EpisodeTrace, facts: Sequence[str] | None) -> tuple[float | None, float | None]:
-    """Storage and relevance; both are ``None`` without gold facts."""
+def _memory_terms(
+    trace: EpisodeTrace, facts: Sequence[str] | None, judged: MemoryTerms | None = None
+) -> tuple[float | None, float | None]:
+    """Storage and relevance: from ``judged`` when given, else the gold facts (``None`` without them)."""
+    if judged is not None:
+        return judged.storage, judged.relevance
     if not facts:
         return None, None
     storage = storage_quality(trace.stage1_added, facts)
@@ -262,6 +269,7 @@ def compute_reward(
     facts: Sequence[str] | None,
     max_context_tokens: int,
     max_rounds: int,
+    memory_terms: MemoryTerms | None = None,
 ) -> RewardBreakdown:
     """The trajectory reward of an ended episode.
 
@@ -273,6 +281,8 @@ def compute_reward(
         facts: Gold supporting facts, ``None`` when the task has none.
         max_context_tokens: T_max.
         max_rounds: Stage-3 round cap (for the tool-efficiency term).
+        memory_terms: R_storage and R_relevance as a memory judge scored them
+            (:func:`~agemem_gym.graders.memory_terms.judge_memory_terms`); ``None``: from ``facts``.
 
     Returns:
         The breakdown; ``total`` is what the last step returns.
@@ -280,7 +290,7 @@ def compute_reward(
     answered = task_score is not None
     task = config.no_answer if task_score is None else float(task_score)
     compression, preventive, preserved = _context_terms(trace, question, max_context_tokens, answered)
-    storage, relevance = _memory_terms(trace, facts)
+    storage, relevance = _memory_terms(trace, facts, memory_terms)
     maintenance = _maintenance(trace, config)
     context = _weighted([compression, preventive, preserved], config.context_weights)
     memory = _weighted([storage, maintenance, relevance], config.memory_weights)

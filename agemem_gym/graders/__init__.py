@@ -10,7 +10,9 @@ from agemem_gym.graders.judges import (
     LLMMemoryJudge,
     MemoryJudge,
     make_judge,
+    make_memory_judge,
 )
+from agemem_gym.graders.memory_terms import MemoryTerms, MemoryTermsJudge, judge_memory_terms, parse_unit_score
 from agemem_gym.graders.qa import answer_scores, best_score, exact_match, f1_score
 
 __all__ = [
@@ -26,6 +28,11 @@ __all__ = [
     "exact_match",
     "f1_score",
     "make_judge",
+    "make_memory_judge",
+    "MemoryTerms",
+    "MemoryTermsJudge",
+    "judge_memory_terms",
+    "parse_unit_score",
     "memory_quality",
     "retrieval_relevance",
     "sentence_matches",

@@ -1,9 +1,11 @@
 """Judges of ``agemem eval``: the offline default and the paper's LLM rubric on any chat model.
 
-``"f1"`` (default) and ``"em"`` grade answers offline against the gold answers and MQ with the
-sentence-level fact F1; ``"hf:MODEL"`` (a local Hugging Face model, e.g. ``hf:smollm2``) and
-``"openai:MODEL"`` (an OpenAI-compatible endpoint) grade both with the paper's 0–1 rubrics
-(:class:`~agemem_gym.graders.judges.LLMJudge`, :class:`~agemem_gym.graders.judges.LLMMemoryJudge`).
+``"f1"`` (default) and ``"em"`` grade answers offline against the gold answers, and MQ and the
+reward's storage and relevance terms from the gold facts; ``"hf:MODEL"`` (a local Hugging Face
+model, e.g. ``hf:smollm2``) and ``"openai:MODEL"`` (an OpenAI-compatible endpoint) grade all of
+them with 0–1 rubrics (:class:`~agemem_gym.graders.judges.LLMJudge`,
+:class:`~agemem_gym.graders.judges.LLMMemoryJudge`), built by the same factories as
+``gym.make(..., judge=..., memory_judge=...)``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agemem_gym.error import InvalidConfig
-from agemem_gym.graders.judges import ExactMatchJudge, F1Judge, FactOverlapJudge, LLMJudge, LLMMemoryJudge
+from agemem_gym.graders.judges import ExactMatchJudge, F1Judge, FactOverlapJudge, make_judge, make_memory_judge
 
 __all__ = ["JudgeSpec", "make_judges"]
 
@@ -38,16 +40,17 @@ def make_judges(spec: JudgeSpec, base_url: str | None = None) -> tuple[Any, Any,
         memory = FactOverlapJudge()
         return answer, memory, {"answer": spec, "memory": memory.name, "description": _OFFLINE[spec]}
     if isinstance(spec, str) and spec.split(":", 1)[0] in ("hf", "openai"):
-        from agemem_gym.policies.llm.chat import make_chat
-
-        chat = make_chat(spec, base_url=base_url, max_new_tokens=8)
+        answer_judge, memory_judge = make_judge(spec, base_url), make_memory_judge(spec, base_url)
         return (
-            LLMJudge(chat, name=chat.name),
-            LLMMemoryJudge(chat, name=chat.name),
+            answer_judge,
+            memory_judge,
             {
-                "answer": chat.name,
-                "memory": chat.name,
-                "description": f"LLM-as-judge with the paper's 0-1 rubrics (App. C.2) on {chat.name}",
+                "answer": answer_judge.name,
+                "memory": memory_judge.name,
+                "description": (
+                    f"LLM-as-judge on {answer_judge.name}: the paper's 0-1 rubrics for answers and MQ (App. C.2), "
+                    "and rubrics for the reward's storage quality and retrieval relevance (Eqs. 23, 25)"
+                ),
             },
         )
     raise InvalidConfig(f"judge must be 'f1', 'em', 'hf:MODEL' or 'openai:MODEL', got {spec!r}")

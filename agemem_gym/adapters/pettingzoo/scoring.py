@@ -21,6 +21,7 @@ from typing import Any
 
 from agemem_gym.config import RewardConfig
 from agemem_gym.graders.facts import memory_quality, storage_quality
+from agemem_gym.graders.memory_terms import MemoryTerms, judge_memory_terms
 from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward
 
 __all__ = ["AgentRecord", "TeamOutcome", "score_team", "PLANTED"]
@@ -98,6 +99,8 @@ def score_team(
     max_rounds: int,
     cycles: int,
     team_weight: float,
+    memory_judge: Any = None,
+    answers: Sequence[str] = (),
 ) -> TeamOutcome:
     """Score an ended team episode.
 
@@ -116,6 +119,9 @@ def score_team(
         cycles: Cycles played.
         team_weight: Share of the team reward in a cooperative agent's reward; the rest is
             its individual term (a reader's storage quality, the answerer's task term).
+        memory_judge: Scores the storage and relevance terms (the source env's ``memory_judge``;
+            ``None``: from the gold facts). A failure leaves a line in ``info["judge_notes"]``.
+        answers: The gold answers, for the memory judge.
 
     Returns:
         The outcome.
@@ -123,6 +129,7 @@ def score_team(
     saboteurs = {n for n, r in records.items() if r.role == "saboteur"}
     planted = {mid for mid, w in retrieved_writers.items() if w in saboteurs}
     trace = _team_trace(records, answerer, answer, cycles, planted)
+    terms = _judged_terms(memory_judge, trace, question, answers, facts)
     breakdown = compute_reward(
         trace,
         config,
@@ -131,8 +138,19 @@ def score_team(
         facts=facts,
         max_context_tokens=max_context_tokens,
         max_rounds=max_rounds,
+        memory_terms=terms,
     )
-    return _outcome(records, breakdown, answer, grade, facts, memories, saboteurs, planted, config, team_weight)
+    outcome = _outcome(records, breakdown, answer, grade, facts, memories, saboteurs, planted, config, team_weight)
+    outcome.info.update({"judge_notes": list(terms.notes)} if terms.notes else {})
+    return outcome
+
+
+def _judged_terms(
+    judge: Any, trace: EpisodeTrace, question: str, answers: Sequence[str], facts: Sequence[str] | None
+) -> MemoryTerms:
+    """The team's storage and relevance terms as ``judge`` scores them (from the gold facts without one)."""
+    retrieved = list(trace.retrieved_stage3.values())
+    return judge_memory_terms(judge, trace.stage1_added, retrieved, question=question, answers=answers, facts=facts)
 
 
 def _outcome(

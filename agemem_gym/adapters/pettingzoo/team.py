@@ -439,6 +439,8 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             max_rounds=self.config.max_rounds,
             cycles=self._cycle,
             team_weight=self.team_weight,
+            memory_judge=self.source.memory_judge,  # the task env's judge scores storage and relevance too
+            answers=task.answers,
         )
         self._final = outcome.info
         self._final_rewards = outcome.rewards
