@@ -4,22 +4,57 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 HELP = "train a memory-managing LLM with step-wise GRPO"
+
+
+# The options that override a config field: ``dest`` is the field's name. They default to
+# SUPPRESS, so an option left out is absent from the namespace and ``None`` stays a value
+# (``--clip none`` is the paper's unclipped objective).
+_FIELD: dict[str, Any] = {"default": argparse.SUPPRESS}
+_FIELDS = (
+    "model",
+    "env_id",
+    "num_steps",
+    "output_dir",
+    "seed",
+    "learning_rate",
+    "clip",
+    "precision",
+    "resume",
+    "record_dir",
+    "record_every",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem train``."""
     parser.add_argument("--config", default="cpu-smoke", help="preset (paper, cpu-smoke) or a TOML file")
-    parser.add_argument("--model", default=None, help="smollm2, tiny or a local Hugging Face model folder")
-    parser.add_argument("--env", dest="env_id", default=None, help="environment id, e.g. AgeMem/HotpotQA-v0")
-    parser.add_argument("--steps", dest="num_steps", type=int, default=None, help="override num_steps")
-    parser.add_argument("--output-dir", default=None, help="where logs, checkpoints and the plot go")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--no-resume", action="store_true", help="start fresh even if checkpoints exist")
-    parser.add_argument("--record", default=None, metavar="DIR", help="record rollout episodes for agemem view")
-    parser.add_argument("--record-every", type=int, default=None, help="record every N-th step's rollouts")
+    parser.add_argument("--model", **_FIELD, help="smollm2, tiny or a local Hugging Face model folder")
+    parser.add_argument("--env", dest="env_id", **_FIELD, help="environment id, e.g. AgeMem/HotpotQA-v0")
+    parser.add_argument("--steps", dest="num_steps", type=int, **_FIELD, help="override num_steps")
+    parser.add_argument("--output-dir", **_FIELD, help="where logs, checkpoints and the plot go")
+    parser.add_argument("--seed", type=int, **_FIELD)
+    parser.add_argument("--learning-rate", type=float, **_FIELD, help="AdamW learning rate (0: a control run)")
+    parser.add_argument("--clip", type=_clip, **_FIELD, help="PPO clip ε, or 'none' for the paper's unclipped ratio")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), **_FIELD, help="autocast of every forward")
+    parser.add_argument(
+        "--no-resume", dest="resume", action="store_false", **_FIELD, help="start fresh even if checkpoints exist"
+    )
+    parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
+    parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def _clip(text: str) -> float | None:
+    """``none`` → ``None`` (unclipped); otherwise a number."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line (``None`` included: ``--clip none``)."""
+    return {k: v for k, v in vars(args).items() if k in _FIELDS}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,17 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym.adapters.grpo.config import load_config
     from agemem_gym.adapters.grpo.trainer import train
 
-    config = load_config(
-        args.config,
-        model=args.model,
-        env_id=args.env_id,
-        num_steps=args.num_steps,
-        output_dir=args.output_dir,
-        seed=args.seed,
-        resume=False if args.no_resume else None,
-        record_dir=args.record,
-        record_every=args.record_every,
-    )
+    config = load_config(args.config, **overrides(args))
     result = train(config, progress=not args.no_progress)
     if result.metrics:
         last = result.metrics[-1]

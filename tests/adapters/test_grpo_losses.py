@@ -124,3 +124,20 @@ def test_the_trainer_uses_every_loss():
             if isinstance(node, ast.ImportFrom) and node.module == "agemem_gym.adapters.grpo.losses":
                 used |= {alias.name for alias in node.names}
     assert used == set(losses.__all__)
+
+
+@pytest.mark.parametrize("k", [3, 6])
+@pytest.mark.parametrize("reward", [0.1, 1 / 3, -0.7, 123.456, 0.0])
+def test_identical_rewards_get_exactly_zero_advantage(k, reward):
+    """K = 3 or 6 equal rewards: their float mean is not the reward, but the advantage is exactly 0."""
+    for dtype in (torch.float64, torch.float32):
+        rewards = torch.tensor([reward] * k + list(range(k)), dtype=dtype)  # (2K,): an equal group, then a spread one
+        adv = group_advantages(rewards, k)
+        assert adv[:k].tolist() == [0.0] * k
+        assert (adv[k:] != 0).sum() >= k - 1  # the spread group keeps its advantages
+
+
+def test_rewards_equal_up_to_float_noise_count_as_equal():
+    rewards = torch.tensor([0.1 + 0.2, 0.3, 0.3], dtype=torch.float64)  # 0.30000000000000004, 0.3, 0.3
+    assert group_advantages(rewards, 3).tolist() == [0.0, 0.0, 0.0]
+    assert group_advantages(torch.tensor([0.3, 0.3, 0.31]), 3).abs().min() > 0.5  # a real difference stays

@@ -60,7 +60,7 @@ class GRPOConfig:
     num_steps: int = 100
     """Training steps (collect → advantages → update)."""
     learning_rate: float = 1e-5
-    """AdamW learning rate."""
+    """AdamW learning rate (0: a control run whose weights never change)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     update_epochs: int = 1
@@ -74,9 +74,9 @@ class GRPOConfig:
     rows_per_micro_batch: int = 1
     """Packed rows per forward pass."""
     clip: float | None = 0.2
-    """PPO clip ε (``None``: the paper's unclipped ratio)."""
+    """PPO clip ε (``None``, or ``"none"`` in TOML and on the command line: the paper's unclipped ratio)."""
     clip_high: float | None = None
-    """Upper clip when it differs from ``clip``."""
+    """Upper clip when it differs from ``clip`` (``"none"`` is read as ``None``)."""
     kl_beta: float = 0.1
     """β of the KL penalty to the frozen reference policy (0 turns it off)."""
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
@@ -85,6 +85,14 @@ class GRPOConfig:
     """How per-token losses are averaged."""
     adv_eps: float = 1e-6
     """ε of the group-advantage denominator."""
+    drop_zero_advantage: bool = False
+    """Leave zero-advantage samples (groups whose K rewards are all equal) out of the update.
+    Off by default: they carry no policy gradient, but they do carry the KL-to-reference term
+    of the objective (and its share of the token mean). On, it saves their forward passes."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Forward passes of scoring (π_old, π_ref) and update alike: ``"auto"`` is bf16 autocast on
+    a GPU that supports it and float32 elsewhere; ``"bf16"`` forces bf16 autocast (on CPU too,
+    which is how the GPU path is tested); ``"fp32"`` turns autocast off."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 turns it off)."""
     lora_rank: int = 32
@@ -114,6 +122,12 @@ class GRPOConfig:
     busy with other work: oversubscribed OpenMP threads can slow each op down 10-20x."""
 
     def __post_init__(self) -> None:
+        # TOML has no null and the CLI passes text: "none" selects the unclipped objective
+        object.__setattr__(self, "clip", _clip_value("clip", self.clip))
+        object.__setattr__(self, "clip_high", _clip_value("clip_high", self.clip_high))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
         positive = (
             "tasks_per_step",
             "group_size",
@@ -135,8 +149,12 @@ class GRPOConfig:
             raise InvalidConfig(f"temperature must be > 0, got {self.temperature}")
         if self.clip is not None and not 0 < self.clip < 1:
             raise InvalidConfig(f"clip must be in (0, 1) or None, got {self.clip}")
-        if self.kl_beta < 0 or self.learning_rate <= 0:
-            raise InvalidConfig("kl_beta must be >= 0 and learning_rate > 0")
+        if self.clip_high is not None and not self.clip_high > 0:
+            raise InvalidConfig(f"clip_high must be > 0 or None, got {self.clip_high}")
+        if self.kl_beta < 0 or self.learning_rate < 0:
+            raise InvalidConfig("kl_beta must be >= 0 and learning_rate >= 0")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise InvalidConfig(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise InvalidConfig(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
         if self.loss_aggregation not in ("token-mean", "sequence-mean"):
@@ -157,6 +175,18 @@ class GRPOConfig:
         data = dataclasses.asdict(self)
         data["env_kwargs"] = dict(self.env_kwargs)
         return data
+
+
+def _clip_value(name: str, value: Any) -> float | None:
+    """``None`` (or the text ``"none"``) or a number; anything else is a config error."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidConfig(f"{name} must be a number or 'none', got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidConfig(f"{name} must be a number or 'none', got {value!r}") from None
 
 
 def _paper() -> GRPOConfig:
@@ -215,12 +245,13 @@ def load_config(spec: str | Path, **overrides: Any) -> GRPOConfig:
     Args:
         spec: ``"paper"``, ``"cpu-smoke"`` or a path to a ``.toml`` file (optionally with
             ``preset = "..."`` to start from).
-        **overrides: Fields to change (``None`` values are ignored).
+        **overrides: Fields to change. ``None`` is a value like any other (``clip=None``
+            selects the unclipped objective): leave a field out to keep it.
 
     Returns:
         The config.
     """
-    changes = {k: v for k, v in overrides.items() if v is not None}
+    changes = dict(overrides)
     name = str(spec)
     if name in PRESETS:
         return PRESETS[name]().replace(**changes)

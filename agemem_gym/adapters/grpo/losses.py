@@ -31,16 +31,18 @@ __all__ = [
 ]
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, tol: float = 1e-9) -> torch.Tensor:
     """Group-normalised advantages with the sample std (the paper's Eq. 5).
 
     Args:
         rewards: ``(N,)`` trajectory rewards, groups contiguous (``N = G * K``).
         group_size: ``K``.
         eps: Added to the std.
+        tol: A group whose rewards spread by at most ``tol · max(1, max |r|)`` counts as
+            equal (float noise in the reward sums).
 
     Returns:
-        ``(N,)`` advantages; a group whose rewards are all equal gets zeros.
+        ``(N,)`` advantages; a group whose rewards are all equal gets exact zeros.
 
     Example:
         >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2)
@@ -51,7 +53,12 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
     grouped = rewards.view(-1, group_size)  # (G, K)
     mean = grouped.mean(dim=1, keepdim=True)  # (G, 1)
     std = grouped.std(dim=1, unbiased=True, keepdim=True) if group_size > 1 else torch.zeros_like(mean)
-    return ((grouped - mean) / (std + eps)).view(-1)  # (N,)
+    advantages = (grouped - mean) / (std + eps)  # (G, K)
+    # The mean of K equal rewards is not always that reward in floating point (K = 3 or 6 give
+    # advantages of ~1e-11), so equal groups are set to exact zeros rather than left to rounding.
+    spread = grouped.amax(dim=1, keepdim=True) - grouped.amin(dim=1, keepdim=True)  # (G, 1)
+    flat = spread <= tol * grouped.abs().amax(dim=1, keepdim=True).clamp(min=1.0)  # (G, 1)
+    return advantages.masked_fill(flat, 0.0).view(-1)  # (N,)
 
 
 def broadcast_to_steps(traj_advantages: torch.Tensor, step_traj: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import json
 import random
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +27,7 @@ from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.metrics import MetricLogger
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
-from agemem_gym.adapters.grpo.update import Autocast
+from agemem_gym.adapters.grpo.update import Autocast, make_autocast
 from agemem_gym.error import missing_dependency
 from agemem_gym.policies.llm.hf_policy import HFPolicy
 
@@ -61,7 +60,8 @@ class TrainState:
         full_distractors: The env's Stage-2 distractor count once the curriculum has warmed up.
         local_tasks: This rank's share of ``config.tasks_per_step``.
         logger: CSV (and TensorBoard) log on rank 0, ``None`` elsewhere.
-        autocast: Wrapped around training forward passes.
+        autocast: Wrapped around every training forward pass (scoring π_old and π_ref, and the
+            update): one precision for all, so the ratio is exactly 1 at zero update.
         output_dir: The run folder.
     """
 
@@ -135,19 +135,18 @@ def build_state(config: GRPOConfig) -> TrainState:
         full_distractors=int(env.config.num_distractors),
         local_tasks=local_tasks,
         logger=logger,
-        autocast=accelerator.autocast if accelerator.mixed_precision != "no" else nullcontext,
+        autocast=make_autocast(config.precision, accelerator.device),
         output_dir=output_dir,
     )
 
 
 def _accelerator() -> Any:
-    """bf16 autocast where the GPU supports it, float32 elsewhere."""
+    """Device and barriers; the precision is the run's own (:func:`make_autocast`), not accelerate's."""
     try:
         from accelerate import Accelerator
     except ImportError as exc:
         raise missing_dependency("accelerate", "train") from exc
-    mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(mixed_precision=mixed)
+    return Accelerator(mixed_precision="no")
 
 
 def _seed_everything(seed: int) -> None:

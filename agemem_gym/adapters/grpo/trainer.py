@@ -5,13 +5,13 @@
         schedule the curriculum's distractors
         collect B tasks × K rollouts (every turn of every stage is a sample)
         group-normalise the trajectory rewards, broadcast each advantage to its steps
-        keep the informative samples, replay their grammar masks
-        score them with the rollout policy (π_old) and the frozen reference
+        keep every sample (zero-advantage ones too: they carry the KL term), replay the grammar masks
+        score them with the rollout policy (π_old) and the frozen reference, in the update's precision
         μ epochs × minibatches: packed rows → clipped surrogate + β·KL → token mean → step
         log, checkpoint
     check the replicas agree, plot the training curve
 
-Runs on CPU (float32) and GPU (bf16 autocast), alone or under ``accelerate launch`` (each
+Runs on CPU (float32) and GPU (bf16 autocast; ``precision`` chooses), alone or under ``accelerate launch`` (each
 process collects its share of the groups; gradients are summed once per optimizer step).
 The losses are in :mod:`~agemem_gym.adapters.grpo.losses`, the update loop in
 :mod:`~agemem_gym.adapters.grpo.update`, the run's state in :mod:`~agemem_gym.adapters.grpo.state`.
@@ -83,8 +83,9 @@ def _train_step(state: TrainState, step: int) -> dict[str, float]:
     _attach_advantages(batch, state.config)
     metrics = _rollout_metrics(batch, rollout_s)
     t1 = time.perf_counter()
-    samples = _informative_samples(batch)
-    metrics["perf/informative_fraction"] = D.all_sum(len(samples)) / max(1.0, D.all_sum(len(batch.samples)))
+    informative = sum(s.advantage != 0.0 for s in batch.samples)
+    metrics["perf/informative_fraction"] = D.all_sum(informative) / max(1.0, D.all_sum(len(batch.samples)))
+    samples = _training_samples(batch, state.config)
     _attach_masks(samples, state.policy.grammar)
     mismatch = _attach_logprobs(state, samples, batch)
     metrics.update(_update(state, samples))
@@ -139,12 +140,14 @@ def _rollout_metrics(batch: RolloutBatch, rollout_s: float) -> dict[str, float]:
     return out
 
 
-def _informative_samples(batch: RolloutBatch) -> list[Sample]:
-    """The samples with a non-zero advantage."""
-    # A group whose K rewards are equal has zero advantage: no policy gradient. Its only
-    # signal would be the KL term at ~zero divergence, i.e. float noise that Adam's
-    # normalisation blows up into real updates, so such samples are left out.
-    return [s for s in batch.samples if s.advantage != 0.0]
+def _training_samples(batch: RolloutBatch, config: GRPOConfig) -> list[Sample]:
+    """The samples the update sees: all of them, or only the non-zero-advantage ones."""
+    # A group whose K rewards are equal has exactly zero advantage (losses.group_advantages):
+    # no policy gradient, but the objective's β·KL term still covers its tokens, so by default
+    # they stay in the loss. ``drop_zero_advantage`` trades that term for speed.
+    if config.drop_zero_advantage:
+        return [s for s in batch.samples if s.advantage != 0.0]
+    return list(batch.samples)
 
 
 def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
@@ -159,17 +162,17 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
     config, pad_id = state.config, state.tokenizer.pad_token_id
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
-    old = score_logprobs(state.model, samples, config, pad_id) if samples else []
+    old = score_logprobs(state.model, samples, config, pad_id, state.autocast) if samples else []
     refs: Sequence[torch.Tensor | None] = [None] * len(samples)
     if samples and config.kl_beta > 0:
-        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id)
+        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id, state.autocast)
     for s, o, r in zip(samples, old, refs):
         s.old_logprobs, s.ref_logprobs = o, r
     return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
 
 
 def _update(state: TrainState, samples: list[Sample]) -> dict[str, float]:
-    """Update the policy on ``samples``; NaN metrics when no rank has an informative sample."""
+    """Update the policy on ``samples``; NaN metrics when no rank has a sample to train on."""
     if D.all_sum(len(samples)) > 0:  # the same decision on every rank
         pad_id = state.tokenizer.pad_token_id
         return update_policy(state.model, state.optimizer, samples, state.config, pad_id, state.rng, state.autocast)
