@@ -8,12 +8,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agemem_gym.commands._args import json_object
+
+if TYPE_CHECKING:  # the harness imports gymnasium and the envs: keep `agemem --help` light
+    from agemem_gym.harness.evaluate import SuitePlan
+    from agemem_gym.harness.outputs import OutputFolder
 
 HELP = "evaluate policies on a benchmark suite and write the paper's tables (Markdown, JSON, PNG)"
 
@@ -37,15 +40,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-base-url", default=None, help="endpoint for openai: judges ($OPENAI_BASE_URL)")
     parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to every gym.make")
     parser.add_argument("--out", default="agemem-eval", metavar="DIR", help="output folder (report.md, results.json)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out: play only its missing panels"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="remove the report, results and plots already in --out first"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Evaluate, then write ``report.md``, ``results.json`` and ``plots/*.png`` into ``--out``."""
+    """Evaluate, then write ``report.md``, ``results.json`` and ``plots/*.png`` into ``--out``.
+
+    ``results.json`` is saved after each finished (benchmark, policy) panel; a folder holding
+    other results is refused unless ``--overwrite``, a partial one is finished with ``--resume``;
+    Ctrl-C writes the partial report and returns 130.
+    """
     from agemem_gym.error import InvalidConfig
-    from agemem_gym.harness.evaluate import evaluate_suite
-    from agemem_gym.harness.report import render_report
+    from agemem_gym.harness.evaluate import plan_suite
 
     if args.episodes < 1:
         raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
@@ -60,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
             if name == "hf" or name.endswith("-style"):
                 policy_kwargs[name].setdefault("model", args.model)
     suites = args.suite if args.suite is not None else ([] if args.env else ["paper"])
-    result = evaluate_suite(
+    plan = plan_suite(
         args.policy,
         suites=suites,
         env_ids=args.env,
@@ -72,21 +85,51 @@ def main(args: argparse.Namespace) -> int:
         judge_base_url=args.judge_base_url,
         policy_kwargs=policy_kwargs,
         env_kwargs=args.env_kwargs,
-        progress=not args.no_progress,
         command="agemem eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 1 and sys.argv[1] == "eval"
         else "",
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = render_report(result)
-    (out / "report.md").write_text(report)
-    (out / "results.json").write_text(json.dumps(result, indent=2, default=float))
-    written = []
-    if not args.no_plots:
-        from agemem_gym.harness.plots import write_plots
+    return _run(plan, args)
 
-        written = write_plots(result, out / "plots")
+
+def _run(plan: SuitePlan, args: argparse.Namespace) -> int:
+    """Claim the output folder, play what is missing (saving after each panel), write the report."""
+    from agemem_gym.harness.evaluate import run_plan
+    from agemem_gym.harness.outputs import OutputFolder, panel_counts
+    from agemem_gym.harness.report import render_report
+
+    folder = OutputFolder(args.out)
+    previous = folder.prepare(plan.result, resume=args.resume, overwrite=args.overwrite)
+    if previous is not None:
+        done, total = panel_counts(previous)
+        print(f"resuming from {folder.path}: {done} of {total} panels done", file=sys.stderr)
+    elif args.resume:
+        print(f"nothing to resume in {folder.path}; starting afresh", file=sys.stderr)
+    try:
+        result = run_plan(plan, reuse=previous, on_save=folder.save, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return _interrupted(folder)
+    report = render_report(result)
+    folder.write_report(report)
+    written = [] if args.no_plots else folder.write_plots(result)
     print(report)
-    print(f"wrote {out / 'report.md'}, {out / 'results.json'} and {len(written)} plots in {out / 'plots'}")
+    print(f"wrote {folder.report}, {folder.results} and {len(written)} plots in {folder.plots}")
     return 0
+
+
+def _interrupted(folder: OutputFolder) -> int:
+    """After Ctrl-C: the report of the panels saved so far, and one line saying how to go on."""
+    from agemem_gym.harness.outputs import panel_counts
+    from agemem_gym.harness.report import render_report
+
+    saved = folder.load()
+    if saved is None:
+        print("interrupted before any benchmark ran; nothing written", file=sys.stderr)
+        return 130
+    folder.write_report(render_report(saved))
+    done, total = panel_counts(saved)
+    print(
+        f"interrupted: {done} of {total} benchmark panels done; partial report in {folder.path}; resume with --resume",
+        file=sys.stderr,
+    )
+    return 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C

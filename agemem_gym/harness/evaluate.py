@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agemem_gym import policies
@@ -24,7 +25,7 @@ from agemem_gym.harness.provenance import env_versions, run_metadata
 from agemem_gym.harness.runner import run_panel
 from agemem_gym.harness.suites import METRICS, Benchmark, metric_value, resolve_suites
 
-__all__ = ["evaluate_suite", "SCHEMA"]
+__all__ = ["evaluate_suite", "plan_suite", "run_plan", "SuitePlan", "SCHEMA"]
 
 SCHEMA = "agemem-eval/1"
 
@@ -70,6 +71,8 @@ def evaluate_suite(
 ) -> dict[str, Any]:
     """Evaluate each policy on each benchmark over the same seeded panel.
 
+    The same as ``run_plan(plan_suite(...))``; use those two to save as you go or to resume.
+
     Args:
         policy_names: Names for :func:`agemem_gym.policies.make` (one column each).
         suites: Suite names (:data:`~agemem_gym.harness.suites.SUITES`).
@@ -88,7 +91,78 @@ def evaluate_suite(
     Returns:
         A JSON-serialisable dict: ``meta``, ``config``, ``benchmarks``, ``results``
         (label → policy → summary), ``scores`` (label → policy → main metric),
-        ``episodes`` and ``errors`` (benchmarks that could not run, with the reason).
+        ``episodes``, ``errors`` (benchmarks that could not run, with the reason),
+        ``status`` (``"complete"``) and ``missing`` (``[]``).
+    """
+    plan = plan_suite(
+        policy_names,
+        suites=suites,
+        env_ids=env_ids,
+        episodes=episodes,
+        seed=seed,
+        num_envs=num_envs,
+        vector_mode=vector_mode,
+        judge=judge,
+        judge_base_url=judge_base_url,
+        policy_kwargs=policy_kwargs,
+        env_kwargs=env_kwargs,
+        command=command,
+    )
+    return run_plan(plan, progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PanelSpec:
+    """The seeded panel every (benchmark, policy) pair plays."""
+
+    episodes: int
+    seed: int
+    num_envs: int
+    vector_mode: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SuitePlan:
+    """Everything a suite run needs, decided before any episode is played.
+
+    Attributes:
+        result: The result before any panel ran (meta, config, every benchmark, empty tables).
+        benches: The benchmarks, in report order.
+        judges: ``gym.make`` judge arguments (``judge``, ``memory_judge``).
+        per_policy: Constructor arguments per policy name.
+        panel: The seeded panel every (benchmark, policy) pair plays.
+        env_kwargs: The user's ``gym.make`` arguments for every benchmark.
+    """
+
+    result: dict[str, Any]
+    benches: list[Benchmark]
+    judges: dict[str, Any]
+    per_policy: dict[str, dict[str, Any]]
+    panel: _PanelSpec
+    env_kwargs: dict[str, Any]
+
+
+def plan_suite(
+    policy_names: Sequence[str],
+    *,
+    suites: Sequence[str] = ("paper",),
+    env_ids: Sequence[str] = (),
+    episodes: int = 20,
+    seed: int = 0,
+    num_envs: int = 1,
+    vector_mode: str = "sync",
+    judge: str | JudgeSpec = "f1",
+    judge_base_url: str | None = None,
+    policy_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    command: str = "",
+) -> SuitePlan:
+    """Check the arguments, build the judges and the empty result; plays no episode.
+
+    Takes the arguments of :func:`evaluate_suite` except ``progress``.
+
+    Returns:
+        The plan for :func:`run_plan`; ``plan.result`` holds the settings an output folder records.
     """
     _check_policies(policy_names)
     benches = resolve_suites(suites, env_ids)
@@ -96,18 +170,70 @@ def evaluate_suite(
     per_policy = {k: dict(v) for k, v in (policy_kwargs or {}).items()}
     panel = _PanelSpec(int(episodes), int(seed), int(num_envs), vector_mode)
     result = _new_result(command, suites, policy_names, per_policy, panel, env_kwargs, judge_info)
+    result["benchmarks"] = [_describe(bench) for bench in benches]
     judges = {"judge": answer_judge, "memory_judge": memory_judge}
-    bar = _Progress(len(benches) * len(policy_names) * episodes, progress)
+    return SuitePlan(result, benches, judges, per_policy, panel, dict(env_kwargs or {}))
+
+
+def run_plan(
+    plan: SuitePlan,
+    *,
+    reuse: Mapping[str, Any] | None = None,
+    on_save: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Play every (benchmark, policy) panel of a plan that ``reuse`` does not already hold.
+
+    Args:
+        plan: From :func:`plan_suite`.
+        reuse: An earlier result of the same settings; its finished panels are copied, not rerun.
+        on_save: Called with the result before the first panel and after each finished one
+            (``status`` ``"partial"`` with the ``missing`` ``[label, policy]`` panels, at the
+            end ``"complete"``), so that an interrupted run keeps what it finished.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The result, as :func:`evaluate_suite` describes it.
+    """
+    result = copy.deepcopy(plan.result)
+    names = result["config"]["policies"]
+    pending = [(b, n) for b in plan.benches for n in names if not _reuse(result, reuse, b.label, n)]
+    result["missing"] = [[b.label, n] for b, n in pending]
+    save = on_save or (lambda _: None)
+    _set_status(result)
+    save(result)
+    bar = _Progress(len(pending) * plan.panel.episodes, progress)
     try:
-        for bench in benches:
-            result["benchmarks"].append(_describe(bench))
-            for name in policy_names:
-                bar.describe(f"{bench.label} | {name}")
-                kwargs = _bench_env_kwargs(bench, env_kwargs, judges)
-                _evaluate_one(result, bench, name, per_policy.get(name, {}), kwargs, panel, bar)
+        for bench, name in pending:
+            bar.describe(f"{bench.label} | {name}")
+            kwargs = _bench_env_kwargs(bench, plan.env_kwargs, plan.judges)
+            _evaluate_one(result, bench, name, plan.per_policy.get(name, {}), kwargs, plan.panel, bar)
+            result["missing"].remove([bench.label, name])
+            _set_status(result)
+            save(result)
     finally:
         bar.close()
     return result
+
+
+_TABLES = ("results", "scores", "episodes", "errors")
+
+
+def _reuse(result: dict[str, Any], previous: Mapping[str, Any] | None, label: str, name: str) -> bool:
+    """Copy the panel ``(label, name)`` of ``previous`` into ``result``; whether it had finished there."""
+    if previous is None:
+        return False
+    found = False
+    for table in _TABLES:
+        per = previous.get(table, {}).get(label, {})
+        if name in per:
+            result[table].setdefault(label, {})[name] = copy.deepcopy(per[name])
+            found = found or table in ("results", "errors")
+    return found
+
+
+def _set_status(result: dict[str, Any]) -> None:
+    result["status"] = "partial" if result["missing"] else "complete"
 
 
 def _bench_env_kwargs(
@@ -119,16 +245,6 @@ def _bench_env_kwargs(
         if judge is not None:
             kwargs.setdefault(key, judge)
     return kwargs
-
-
-@dataclasses.dataclass(frozen=True)
-class _PanelSpec:
-    """The seeded panel every (benchmark, policy) pair plays."""
-
-    episodes: int
-    seed: int
-    num_envs: int
-    vector_mode: str
 
 
 def _check_policies(policy_names: Sequence[str]) -> None:

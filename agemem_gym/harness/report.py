@@ -69,7 +69,7 @@ def render_report(result: Mapping[str, Any]) -> str:
     names = list(result["config"]["policies"])
     labels, rows = main_table(result)
     metrics = {b["label"]: b["metric"] for b in result["benchmarks"]}
-    lines = _header(result, names)
+    lines = _header(result, names) + _partial_note(result)
     lines += ["## Table 2 — main results (%)", ""]
     lines += _table(
         ["Method", *(f"{lab} ({metrics[lab]})" for lab in labels), "Average"],
@@ -118,6 +118,20 @@ def _header(result: Mapping[str, Any], names: Sequence[str]) -> list[str]:
             f"| {b['label']} | `{b['env_id']}` | v{b['version']} | {b['metric']} ({b['metric_description']}) |"
             for b in result["benchmarks"]
         ),
+        "",
+    ]
+
+
+def _partial_note(result: Mapping[str, Any]) -> list[str]:
+    """A warning that the run stopped early, with the panels still missing (none when complete)."""
+    missing = result.get("missing") or []
+    if not missing:
+        return []
+    total = len(result["benchmarks"]) * len(result["config"]["policies"])
+    return [
+        f"> **Partial report**: {total - len(missing)} of {total} (benchmark, policy) panels done. "
+        "Run the same command with `--resume` to finish it.",
+        f"> Missing: {', '.join(f'{label} / {name}' for label, name in missing)}.",
         "",
     ]
 
