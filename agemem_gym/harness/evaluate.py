@@ -48,6 +48,11 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def discard(self) -> None:
+        """Clear the bar when it closes (after Ctrl-C the caller's one line replaces it)."""
+        if self.bar is not None:
+            self.bar.leave = False
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -211,6 +216,9 @@ def run_plan(
             result["missing"].remove([bench.label, name])
             _set_status(result)
             save(result)
+    except KeyboardInterrupt:
+        bar.discard()
+        raise
     finally:
         bar.close()
     return result
