@@ -13,7 +13,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from agemem_gym.commands._args import json_object
+from agemem_gym.commands._args import (
+    check_env_id,
+    check_env_kwargs,
+    check_model_option,
+    json_object,
+    policies_with_model,
+)
 
 HELP = "evaluate policies on a benchmark suite and write the paper's tables (Markdown, JSON, PNG)"
 
@@ -25,7 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", action="append", required=True, help="policy name (agemem list shows them); repeat for columns"
     )
-    parser.add_argument("--model", default=None, help="for --policy hf and LLM baselines: smollm2, tiny or a folder")
+    parser.add_argument(
+        "--model", default=None, help="for --policy hf and the *-style baselines: smollm2, tiny or a model folder"
+    )
     parser.add_argument(
         "--policy-kwargs", type=json_object, default={}, help='JSON {"policy name": {arguments}} for constructors'
     )
@@ -43,22 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Evaluate, then write ``report.md``, ``results.json`` and ``plots/*.png`` into ``--out``."""
-    from agemem_gym.error import InvalidConfig
     from agemem_gym.harness.evaluate import evaluate_suite
     from agemem_gym.harness.report import render_report
 
-    if args.episodes < 1:
-        raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
-    if args.num_envs < 1:
-        raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
-    policy_kwargs = {name: dict(args.policy_kwargs.get(name, {})) for name in args.policy}
-    unknown = set(args.policy_kwargs) - set(args.policy)
-    if unknown:
-        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
-    if args.model is not None:
-        for name in args.policy:
-            if name == "hf" or name.endswith("-style"):
-                policy_kwargs[name].setdefault("model", args.model)
+    policy_kwargs = _check(args)
     suites = args.suite if args.suite is not None else ([] if args.env else ["paper"])
     result = evaluate_suite(
         args.policy,
@@ -90,3 +86,32 @@ def main(args: argparse.Namespace) -> int:
     print(report)
     print(f"wrote {out / 'report.md'}, {out / 'results.json'} and {len(written)} plots in {out / 'plots'}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Validate the arguments before any model loads; returns each policy's keyword arguments."""
+    from agemem_gym import policies
+    from agemem_gym.error import InvalidConfig
+
+    if args.episodes < 1:
+        raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs < 1:
+        raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
+    for env_id in args.env:
+        check_env_id(env_id)
+    check_env_kwargs(args.env_kwargs)
+    unknown = set(args.policy_kwargs) - set(args.policy)
+    if unknown:
+        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
+    check_model_option(args.model, args.policy)
+    takers = set(policies_with_model())
+    policy_kwargs = {}
+    for name in args.policy:
+        kwargs = args.policy_kwargs.get(name, {})
+        if not isinstance(kwargs, dict):
+            raise InvalidConfig(f'--policy-kwargs takes {{"policy name": {{arguments}}}}; {name!r} maps to {kwargs!r}')
+        policy_kwargs[name] = dict(kwargs)
+        if args.model is not None and name in takers:
+            policy_kwargs[name].setdefault("model", args.model)
+        policies.check_arguments(name, policy_kwargs[name])
+    return policy_kwargs
