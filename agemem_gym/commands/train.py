@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", dest="env_id", **_FIELD, help="environment id, e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--steps", dest="num_steps", type=int, **_FIELD, help="override num_steps")
     parser.add_argument("--output-dir", **_FIELD, help="where logs, checkpoints and the plot go")
-    parser.add_argument("--seed", type=int, **_FIELD)
+    parser.add_argument("--seed", type=int, **_FIELD, help="seeds model init, task sampling and rollouts")
     parser.add_argument("--learning-rate", type=float, **_FIELD, help="AdamW learning rate (0: a control run)")
     parser.add_argument("--clip", type=_clip, **_FIELD, help="PPO clip ε, or 'none' for the paper's unclipped ratio")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), **_FIELD, help="autocast of every forward")

@@ -239,6 +239,10 @@ def load_model(name_or_path: str = "smollm2", dtype: Any = None, **kwargs: Any) 
 
     Returns:
         The model (eval mode) and its tokenizer.
+
+    Raises:
+        UnknownName: Not a bundled name and not a folder (see :func:`check_model`).
+        DataNotFound: No model folder at the path.
     """
     name_or_path = check_model(name_or_path)  # before torch loads: a typo fails in milliseconds
     transformers = _require_transformers()
