@@ -62,13 +62,14 @@ def check_model(name_or_path: str | os.PathLike[str]) -> str:
     Raises:
         UnknownName: A bare name that is neither bundled nor an existing folder (with a
             "did you mean"); models are never downloaded.
-        DataNotFound: A path with no model folder (with ``config.json``) there.
+        DataNotFound: A path with no model folder (``config.json`` or ``adapter_config.json``) there.
     """
     name = os.fspath(name_or_path)
     if name in BUNDLED_MODELS:
         return name
     path = Path(name).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
+    # a LoRA checkpoint's model folder has adapter_config.json instead (transformers loads it via peft)
+    if path.is_dir() and any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
         return str(path)
     if path.is_dir():
         raise DataNotFound(f"no model at {name}: the folder has no config.json (expected a Hugging Face model folder)")
