@@ -8,17 +8,96 @@ contradicts itself (``../DESIGN`` §4) the alternative is a preset or a field.
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from agemem_gym.error import InvalidConfig, unknown_name
 
-__all__ = ["EnvConfig", "MemoryConfig", "RewardConfig", "REWARD_PRESETS", "coerce_config"]
+__all__ = [
+    "EnvConfig",
+    "MemoryConfig",
+    "RewardConfig",
+    "REWARD_PRESETS",
+    "check_field_types",
+    "coerce_config",
+]
 
 
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise InvalidConfig(message)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type hint (the hints config dataclasses use, not all of typing)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin is Union or origin is types.UnionType:
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # True is an int to Python, but never a count
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, (str, os.PathLike))
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return isinstance(value, Mapping)
+    return True  # a hint this checker does not model: the field's own checks apply
+
+
+def _describe(hint: Any) -> str:
+    """A type hint in words, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin is Union or origin is types.UnionType:
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "none"
+    if origin is tuple:
+        return "a list" if Ellipsis in args else f"a list of {len(args)} values"
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return "a table (dict)"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_field_types(config: Any) -> None:
+    """Raise :class:`InvalidConfig` naming the first field whose value has the wrong type.
+
+    Config dataclasses call this first in ``__post_init__``, so a value of the wrong type
+    (``num_distractors="three"`` from JSON or TOML) gets a message naming the field and the
+    expected type, not a ``TypeError`` from a comparison further down.
+
+    Args:
+        config: A dataclass instance whose annotations are the expected types.
+
+    Raises:
+        InvalidConfig: A field's value does not fit its annotation.
+    """
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        hint = hints.get(field.name, Any)
+        if not _matches(value, hint):
+            raise InvalidConfig(f"{field.name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +130,7 @@ class MemoryConfig:
     """Stage-1 introspective retrieval shown with each new message (0 turns it off)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _check(self.backend in ("auto", "hnsw", "exact"), f"backend must be auto/hnsw/exact, got {self.backend!r}")
         _check(1 <= self.default_top_k <= self.max_top_k, "expected 1 <= default_top_k <= max_top_k")
         _check(self.max_entries >= 1, f"max_entries must be >= 1, got {self.max_entries}")
@@ -91,6 +171,7 @@ class EnvConfig:
     """Add ``info["privileged"]`` (gold answer and facts) for oracle policies; never for learners."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _check(
             self.stage1_mode in ("per_message", "single"),
             f"stage1_mode must be per_message/single, got {self.stage1_mode!r}",
@@ -158,6 +239,7 @@ class RewardConfig:
     """Scale of the memory-quality potential in dense mode."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _check(self.mode in ("terminal", "dense"), f"mode must be terminal/dense, got {self.mode!r}")
         _check(
             self.maintenance in ("changed", "any_update"),

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from agemem_gym.cli import main
 
 
@@ -52,3 +54,62 @@ def test_bad_input_exits_2_with_a_message(capsys):
 def test_console_script_and_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "agemem_gym", "list"], capture_output=True, text=True, check=True)
     assert "AgeMem/HotpotQA-v0" in proc.stdout
+
+
+def _help_lines(command: str) -> dict[str, str]:
+    """``--flag`` -> its help text in the parser of ``agemem COMMAND``."""
+    from agemem_gym.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {opt: (a.help or "") for a in sub._actions for opt in a.option_strings}
+
+
+def test_train_help_lists_every_preset(capsys):
+    from agemem_gym.adapters.grpo.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for preset in PRESETS:
+        assert preset in out
+
+
+def test_options_have_help_text():
+    run, train = _help_lines("run"), _help_lines("train")
+    for flag in ("--episodes", "--seed", "--model", "--policy-kwargs", "--env-kwargs"):
+        assert run[flag], flag
+    for flag in ("--no-progress", "--seed", "--config", "--debug"):
+        assert train[flag], flag
+
+
+def test_list_shows_team_variants_and_presets(capsys):
+    from agemem_gym.adapters.grpo.config import PRESETS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for preset in PRESETS:
+        assert f"  {preset}\n" in out
+    try:
+        from agemem_gym.adapters.pettingzoo import VARIANTS
+    except ImportError:  # DependencyNotInstalled is an ImportError
+        assert "needs PettingZoo" in out
+    else:
+        for name in VARIANTS:
+            assert f"  {name}\n" in out
+
+
+def test_list_without_pettingzoo_says_what_to_install(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pettingzoo(name, *args, **kwargs):
+        if name.startswith("agemem_gym.adapters.pettingzoo") or name.startswith("pettingzoo"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pettingzoo)
+    monkeypatch.delitem(sys.modules, "agemem_gym.adapters.pettingzoo", raising=False)
+    assert main(["list"]) == 0
+    assert 'pip install "agemem-gym[pettingzoo]"' in capsys.readouterr().out

@@ -16,3 +16,57 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"num_distractors\": 3}'")
     return value
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a "did you mean" :class:`~agemem_gym.error.UnknownName` for an unregistered env id.
+
+    Ids of the form ``module:Env-v0`` import their module in ``gym.make``, so they are left
+    to it.
+    """
+    import gymnasium as gym
+
+    from agemem_gym import env_ids
+    from agemem_gym.error import unknown_name
+
+    if env_id in gym.registry or ":" in env_id:
+        return
+    raise unknown_name("environment", env_id, env_ids())
+
+
+def check_env_kwargs(env_kwargs: dict[str, Any]) -> None:
+    """Build the env and memory configs from ``env_kwargs`` so a bad value fails before any model loads.
+
+    Only the config fields are checked here; env-specific arguments (``num_tasks``,
+    ``data_path`` ...) are checked by ``gym.make``.
+    """
+    import dataclasses
+
+    from agemem_gym.config import EnvConfig, MemoryConfig
+
+    for cls in (EnvConfig, MemoryConfig):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        cls(**{k: v for k, v in env_kwargs.items() if k in fields})
+
+
+def policies_with_model() -> list[str]:
+    """The policies that run a chat model and so take ``--model``."""
+    from agemem_gym import policies
+
+    return [name for name in policies.names() if "model" in policies.arguments(name)]
+
+
+def check_model_option(model: str | None, policy_names: list[str]) -> None:
+    """Check ``--model`` (name or folder, no loading) and that some policy of the run takes it."""
+    if model is None:
+        return
+    from agemem_gym.error import InvalidConfig
+    from agemem_gym.policies.llm.models import check_model
+
+    takers = policies_with_model()
+    if not set(policy_names) & set(takers):
+        given = ", ".join(policy_names)
+        raise InvalidConfig(
+            f"--model applies to the policies that run a chat model ({', '.join(takers)}); {given} takes none"
+        )
+    check_model(model)

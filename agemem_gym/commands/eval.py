@@ -12,7 +12,13 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from agemem_gym.commands._args import json_object
+from agemem_gym.commands._args import (
+    check_env_id,
+    check_env_kwargs,
+    check_model_option,
+    json_object,
+    policies_with_model,
+)
 
 if TYPE_CHECKING:  # the harness imports gymnasium and the envs: keep `agemem --help` light
     from agemem_gym.harness.evaluate import SuitePlan
@@ -28,7 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", action="append", required=True, help="policy name (agemem list shows them); repeat for columns"
     )
-    parser.add_argument("--model", default=None, help="for --policy hf and LLM baselines: smollm2, tiny or a folder")
+    parser.add_argument(
+        "--model", default=None, help="for --policy hf and the *-style baselines: smollm2, tiny or a model folder"
+    )
     parser.add_argument(
         "--policy-kwargs", type=json_object, default={}, help='JSON {"policy name": {arguments}} for constructors'
     )
@@ -57,21 +65,9 @@ def main(args: argparse.Namespace) -> int:
     other results is refused unless ``--overwrite``, a partial one is finished with ``--resume``;
     Ctrl-C writes the partial report and returns 130.
     """
-    from agemem_gym.error import InvalidConfig
     from agemem_gym.harness.evaluate import plan_suite
 
-    if args.episodes < 1:
-        raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
-    if args.num_envs < 1:
-        raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
-    policy_kwargs = {name: dict(args.policy_kwargs.get(name, {})) for name in args.policy}
-    unknown = set(args.policy_kwargs) - set(args.policy)
-    if unknown:
-        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
-    if args.model is not None:
-        for name in args.policy:
-            if name == "hf" or name.endswith("-style"):
-                policy_kwargs[name].setdefault("model", args.model)
+    policy_kwargs = _check(args)
     suites = args.suite if args.suite is not None else ([] if args.env else ["paper"])
     plan = plan_suite(
         args.policy,
@@ -133,3 +129,32 @@ def _interrupted(folder: OutputFolder) -> int:
         file=sys.stderr,
     )
     return 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
+
+
+def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Validate the arguments before any model loads; returns each policy's keyword arguments."""
+    from agemem_gym import policies
+    from agemem_gym.error import InvalidConfig
+
+    if args.episodes < 1:
+        raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs < 1:
+        raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
+    for env_id in args.env:
+        check_env_id(env_id)
+    check_env_kwargs(args.env_kwargs)
+    unknown = set(args.policy_kwargs) - set(args.policy)
+    if unknown:
+        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
+    check_model_option(args.model, args.policy)
+    takers = set(policies_with_model())
+    policy_kwargs = {}
+    for name in args.policy:
+        kwargs = args.policy_kwargs.get(name, {})
+        if not isinstance(kwargs, dict):
+            raise InvalidConfig(f'--policy-kwargs takes {{"policy name": {{arguments}}}}; {name!r} maps to {kwargs!r}')
+        policy_kwargs[name] = dict(kwargs)
+        if args.model is not None and name in takers:
+            policy_kwargs[name].setdefault("model", args.model)
+        policies.check_arguments(name, policy_kwargs[name])
+    return policy_kwargs

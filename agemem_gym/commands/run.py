@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from agemem_gym.commands._args import json_object
+from agemem_gym.commands._args import check_env_id, check_env_kwargs, check_model_option, json_object
 
 HELP = "run a policy on an environment and print the paper's metrics"
 
@@ -17,9 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
     parser.add_argument("--policy-kwargs", type=json_object, default={}, help="JSON object for the policy")
-    parser.add_argument("--model", default=None, help="for --policy hf: smollm2, tiny or a local model folder")
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="for policies that run a chat model (hf, mem0-style, ...): smollm2, tiny or a local model folder",
+    )
+    parser.add_argument("--episodes", type=int, default=20, help="number of episodes to play (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with seed + i (default 0)")
     parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
     parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -33,9 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym import policies
     from agemem_gym.evaluation import format_summary, run_episodes, summarize
 
-    policy_kwargs = dict(args.policy_kwargs)
-    if args.model is not None:
-        policy_kwargs["model"] = args.model
+    policy_kwargs = _check(args)
     policy = policies.make(args.policy, **policy_kwargs)
     results = run_episodes(
         args.env_id,
@@ -65,3 +67,23 @@ def main(args: argparse.Namespace) -> int:
     if args.record:
         print(f"recorded {args.episodes} episodes in {args.record}; view them with: agemem view {args.record}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> dict[str, object]:
+    """Validate the arguments before any model loads; returns the policy's keyword arguments."""
+    import gymnasium as gym
+
+    from agemem_gym import policies
+    from agemem_gym.error import InvalidConfig
+
+    if args.episodes < 1:
+        raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
+    check_env_id(args.env_id)
+    check_env_kwargs(args.env_kwargs)
+    check_model_option(args.model, [args.policy])
+    policy_kwargs = dict(args.policy_kwargs)
+    if args.model is not None:
+        policy_kwargs["model"] = args.model
+    policies.check_arguments(args.policy, policy_kwargs)
+    gym.make(args.env_id, **args.env_kwargs).close()  # env-specific arguments too, before the model loads
+    return policy_kwargs

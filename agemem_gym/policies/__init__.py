@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
-from agemem_gym.error import unknown_name
+from agemem_gym.error import InvalidConfig, unknown_name
 from agemem_gym.policies.base import BasePolicy, Policy
 from agemem_gym.policies.random_policy import RandomPolicy
 from agemem_gym.policies.reader import ExtractiveReader
@@ -26,6 +28,8 @@ __all__ = [
     "RAGPolicy",
     "RandomPolicy",
     "StoreAllPolicy",
+    "arguments",
+    "check_arguments",
     "make",
     "names",
 ]
@@ -45,6 +49,69 @@ POLICIES: dict[str, str] = {
 }
 
 
+# Where a constructor passes **kwargs on, the callable that receives them (its names count too).
+_FORWARDS_TO: dict[str, str] = {"hf": "agemem_gym.policies.llm.hf_policy:HFPolicy"}
+# Positional objects the forwarding factory fills in itself: not arguments a user can give.
+_FILLED_IN: dict[str, frozenset[str]] = {"hf": frozenset({"tokenizer"})}
+
+
+def _resolve(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _named_parameters(target: Any) -> set[str]:
+    """Keyword names ``target`` takes; a class's ``**kwargs`` passed to its base adds the base's."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if isinstance(target, type):
+        inits = [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+    else:
+        inits = [target]
+    names: set[str] = set()
+    for init in inits:
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in kinds} - {"self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def arguments(name: str) -> list[str]:
+    """The keyword arguments policy ``name`` accepts (``--policy-kwargs``, ``--model``).
+
+    Args:
+        name: One of :func:`names`.
+
+    Returns:
+        The argument names, sorted.
+    """
+    if name not in POLICIES:
+        raise unknown_name("policy", name, POLICIES)
+    accepted = _named_parameters(_resolve(POLICIES[name]))
+    if name in _FORWARDS_TO:
+        accepted |= _named_parameters(_resolve(_FORWARDS_TO[name])) - _FILLED_IN.get(name, frozenset())
+    return sorted(accepted)
+
+
+def check_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise before anything loads when ``kwargs`` holds an argument policy ``name`` does not take.
+
+    Args:
+        name: One of :func:`names` (unknown names get a "did you mean").
+        kwargs: The constructor arguments.
+
+    Raises:
+        UnknownName: ``name`` is not a policy.
+        InvalidConfig: An argument the policy does not accept (the message lists those it does).
+    """
+    accepted = arguments(name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise InvalidConfig(
+            f"policy {name!r} takes no argument {unknown[0]!r}; it accepts: {', '.join(accepted) or 'none'}"
+        )
+
+
 def names() -> list[str]:
     """Every policy name :func:`make` knows."""
     return sorted(POLICIES)
@@ -55,12 +122,14 @@ def make(name: str, **kwargs: Any) -> Policy:
 
     Args:
         name: One of :func:`names` (unknown names get a "did you mean").
-        **kwargs: Passed to the policy's constructor.
+        **kwargs: Passed to the policy's constructor (:func:`arguments` lists them).
 
     Returns:
         The policy.
+
+    Raises:
+        UnknownName: ``name`` is not a policy.
+        InvalidConfig: An argument the policy does not accept.
     """
-    if name not in POLICIES:
-        raise unknown_name("policy", name, POLICIES)
-    module, cls = POLICIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    check_arguments(name, kwargs)
+    return _resolve(POLICIES[name])(**kwargs)

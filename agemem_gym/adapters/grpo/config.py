@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from agemem_gym.error import InvalidConfig, unknown_name
+from agemem_gym.config import check_field_types
+from agemem_gym.error import InvalidConfig, UnknownName, unknown_name
 
 try:  # Python 3.11+
     import tomllib
@@ -125,6 +126,7 @@ class GRPOConfig:
         # TOML has no null and the CLI passes text: "none" selects the unclipped objective
         object.__setattr__(self, "clip", _clip_value("clip", self.clip))
         object.__setattr__(self, "clip_high", _clip_value("clip_high", self.clip_high))
+        check_field_types(self)  # before the range checks: "three" >= 1 would be a TypeError
         self._check_ranges()
 
     def _check_ranges(self) -> None:
@@ -268,4 +270,8 @@ def load_config(spec: str | Path, **overrides: Any) -> GRPOConfig:
     base = PRESETS[preset]()
     if "env_kwargs" in data:
         data["env_kwargs"] = {**base.env_kwargs, **data["env_kwargs"]}
-    return base.replace(**data).replace(**changes)
+    try:
+        config = base.replace(**data)
+    except (InvalidConfig, UnknownName) as exc:  # name the file: the field alone may not say which
+        raise type(exc)(f"{path}: {exc}") from exc
+    return config.replace(**changes)

@@ -25,13 +25,61 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agemem_gym.error import DataNotFound, InvalidConfig, missing_dependency
+from agemem_gym.error import DataNotFound, UnknownName, missing_dependency, unknown_name
 from agemem_gym.tools import TOOL_NAMES
 
-__all__ = ["cache_dir", "smollm2_path", "load_tokenizer", "tiny_vocab_tokenizer", "tiny_model", "load_model"]
+__all__ = [
+    "BUNDLED_MODELS",
+    "cache_dir",
+    "check_model",
+    "smollm2_path",
+    "load_tokenizer",
+    "tiny_vocab_tokenizer",
+    "tiny_model",
+    "load_model",
+]
+
+BUNDLED_MODELS = ("smollm2", "tiny", "tiny-vocab")
+"""The model names that are not folders (see the module docstring)."""
 
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_DIR = "smollm2-135m-instruct"
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or os.sep in name or name.startswith((".", "~"))
+
+
+def check_model(name_or_path: str | os.PathLike[str]) -> str:
+    """Check a model name or folder without loading anything (no torch, no network).
+
+    Args:
+        name_or_path: One of :data:`BUNDLED_MODELS` or a local Hugging Face model folder.
+
+    Returns:
+        The name, or the folder as a string.
+
+    Raises:
+        UnknownName: A bare name that is neither bundled nor an existing folder (with a
+            "did you mean"); models are never downloaded.
+        DataNotFound: A path with no model folder (``config.json`` or ``adapter_config.json``) there.
+    """
+    name = os.fspath(name_or_path)
+    if name in BUNDLED_MODELS:
+        return name
+    path = Path(name).expanduser()
+    # a LoRA checkpoint's model folder has adapter_config.json instead (transformers loads it via peft)
+    if path.is_dir() and any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+        return str(path)
+    if path.is_dir():
+        raise DataNotFound(f"no model at {name}: the folder has no config.json (expected a Hugging Face model folder)")
+    if path.exists() or _looks_like_path(name):
+        raise DataNotFound(
+            f"no model at {name}: give {', '.join(BUNDLED_MODELS)} or a local Hugging Face model folder "
+            "(models are never downloaded)"
+        )
+    hint = unknown_name("model", name, BUNDLED_MODELS)
+    raise UnknownName(f"{hint} Or give the path of a local Hugging Face model folder; nothing is downloaded.")
 
 
 def _require_transformers() -> Any:
@@ -137,6 +185,7 @@ def tiny_vocab_tokenizer() -> Any:
 
 def load_tokenizer(name_or_path: str = "smollm2") -> Any:
     """A tokenizer: ``"smollm2"`` (also for ``"tiny"``), ``"tiny-vocab"`` or a local folder."""
+    name_or_path = check_model(name_or_path)
     transformers = _require_transformers()
     if name_or_path == "tiny-vocab":
         return tiny_vocab_tokenizer()
@@ -191,7 +240,12 @@ def load_model(name_or_path: str = "smollm2", dtype: Any = None, **kwargs: Any) 
 
     Returns:
         The model (eval mode) and its tokenizer.
+
+    Raises:
+        UnknownName: Not a bundled name and not a folder (see :func:`check_model`).
+        DataNotFound: No model folder at the path.
     """
+    name_or_path = check_model(name_or_path)  # before torch loads: a typo fails in milliseconds
     transformers = _require_transformers()
     import torch
 
@@ -201,10 +255,6 @@ def load_model(name_or_path: str = "smollm2", dtype: Any = None, **kwargs: Any) 
         model = tiny_model(tok, **kwargs).to(dtype)
     else:
         path = smollm2_path() if name_or_path == "smollm2" else Path(name_or_path)
-        if not path.exists():
-            raise InvalidConfig(
-                f"model {name_or_path!r} is neither 'smollm2', 'tiny', 'tiny-vocab' nor an existing folder"
-            )
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     model.eval()
     return model, tok
