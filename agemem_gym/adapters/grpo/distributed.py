@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "all_sum", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
+__all__ = ["world", "all_sum", "all_sum_many", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
 
 
 def world() -> tuple[int, int]:
@@ -29,6 +29,15 @@ def all_sum(value: float) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
+
+
+def all_sum_many(values: list[float]) -> list[float]:
+    """The sums of ``values`` over ranks, element-wise, in one collective."""
+    if world()[1] == 1:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dist.all_reduce(t)
+    return [float(v) for v in t.tolist()]
 
 
 def all_gather_objects(items: list[Any]) -> list[Any]:
