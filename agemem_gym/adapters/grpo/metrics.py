@@ -23,7 +23,7 @@ import numpy as np
 from agemem_gym.error import missing_dependency
 from agemem_gym.tools import histogram_names
 
-__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve"]
+__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve", "training_figure"]
 
 _COMPONENTS = (
     "task",
@@ -116,6 +116,17 @@ def plot_training_curve(rows: Sequence[Mapping[str, float]], path: str | Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = training_figure(rows)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_figure(rows: Sequence[Mapping[str, float]]) -> Any:
+    """The matplotlib figure :func:`plot_training_curve` saves (three labelled panels)."""
+    import matplotlib.pyplot as plt
+
     steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     # markers: a step between two NaN steps (no update, no finite KL) is a point, not a line
@@ -138,7 +149,4 @@ def plot_training_curve(rows: Sequence[Mapping[str, float]], path: str | Path) -
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
