@@ -44,10 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), **_FIELD, help="autocast of every forward")
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument(
-        "--resume", action="store_true", help="continue the run in --output-dir (same settings; --steps may grow)"
+        "--resume", action="store_true", **_FIELD, help="continue the run in --output-dir (same settings, more --steps)"
     )
     reuse.add_argument(
-        "--overwrite", action="store_true", help="start afresh: remove the run (and --record) files of a used folder"
+        "--overwrite", action="store_true", **_FIELD, help="start afresh: remove a used folder's run and --record files"
     )
     parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
     parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
@@ -70,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
     from agemem_gym.adapters.grpo.run_folder import check_run_folder
 
-    config = load_config(args.config, **overrides(args))
+    # the command line never reuses a run folder unasked (the Python API's resume=True does)
+    config = load_config(args.config, **{"resume": False, **overrides(args)})
     check_run_folder(config)  # refuse a used folder before torch and the model load
     try:
         from agemem_gym.adapters.grpo.trainer import train
