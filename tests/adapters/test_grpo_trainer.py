@@ -71,6 +71,44 @@ def test_checkpoint_resume_replays_the_same_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-000000"]
 
 
+def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C before a step's update drops the step (RNGs rewound); during it, the step completes first."""
+    import os
+
+    from agemem_gym.adapters.grpo import trainer
+    from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
+
+    straight = train(probe_config(tmp_path / "a", num_steps=3), progress=False)
+    collect, update = trainer._collect_rollouts, trainer._update
+
+    def collect_then_interrupt(state, step):
+        batch = collect(state, step)  # the step's draws are made, then Ctrl-C
+        if step == 1:
+            raise KeyboardInterrupt
+        return batch
+
+    monkeypatch.setattr(trainer, "_collect_rollouts", collect_then_interrupt)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert stop.value.step == 0 and stop.value.checkpoint == tmp_path / "b" / "checkpoint-000000"
+    monkeypatch.setattr(trainer, "_collect_rollouts", collect)
+
+    def interrupt_during_update(state, samples):
+        os.kill(os.getpid(), signal.SIGINT)  # deferred: the update, log and checkpoint still run
+        return update(state, samples)
+
+    monkeypatch.setattr(trainer, "_update", interrupt_during_update)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert stop.value.step == 1 and (tmp_path / "b" / "checkpoint-000001").is_dir()
+    monkeypatch.setattr(trainer, "_update", update)
+    resumed = train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert [r["step"] for r in resumed.metrics] == [0.0, 1.0, 2.0]
+    for row, expected in zip(resumed.metrics, straight.metrics):
+        for key in ("reward/mean", "losses/policy", "losses/kl"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), (row["step"], key)
+
+
 def test_sigint_saves_the_last_completed_step_and_resume_continues(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "agemem_gym", "train", "--config", "cpu-smoke", "--output-dir", str(out)]
