@@ -78,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
 
         result = train(config, progress=not args.no_progress)
     except TrainingInterrupted as exc:
-        print(f"agemem: {exc}", file=sys.stderr)
+        if is_main_process():
+            print(f"agemem: {exc}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("agemem: interrupted before training started; nothing saved", file=sys.stderr)

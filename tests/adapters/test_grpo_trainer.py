@@ -64,6 +64,9 @@ def test_checkpoint_resume_replays_the_same_run(tmp_path):
     for key in ("reward/mean", "losses/policy", "losses/kl"):
         assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-5, abs=1e-7), key
     assert (tmp_path / "b" / "training_curve.png").is_file()
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()  # no loading bars between the training bar's lines
     # --overwrite starts afresh: the same rows as a fresh run, the old checkpoints gone
     fresh = train(probe_config(tmp_path / "b", num_steps=1, save_every=1, overwrite=True), progress=False)
     assert [r["step"] for r in fresh.metrics] == [0.0]

@@ -23,12 +23,16 @@ class TrainingInterrupted(KeyboardInterrupt):
     Attributes:
         step: The last completed step (-1: none).
         checkpoint: The checkpoint to resume from, if any.
+        saved: Whether ``checkpoint`` holds ``step`` (a multi-process run only keeps its last
+            regular checkpoint).
     """
 
-    def __init__(self, step: int, checkpoint: Any) -> None:
+    def __init__(self, step: int, checkpoint: Any, saved: bool = True) -> None:
         self.step = step
         self.checkpoint = checkpoint
-        if checkpoint is None:
+        if not saved:  # several processes: one cannot save alone, and they stop at different points
+            text = f"interrupted; nothing saved since the last checkpoint ({checkpoint}); resume with --resume"
+        elif checkpoint is None:
             text = "interrupted before the first step completed; nothing to save"
         else:
             text = f"interrupted at step {step}; checkpoint saved to {checkpoint}; resume with --resume"

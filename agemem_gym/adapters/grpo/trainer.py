@@ -84,7 +84,7 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
                 guard.leave_critical()
     except KeyboardInterrupt:
         if state.world > 1:
-            raise
+            raise TrainingInterrupted(done, checkpoint, saved=False) from None
         _close_bar(bar)
         if snapshot is not None:  # a step cut short before its update: as if it never began
             _rng_restore(state, snapshot)
