@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from typing import Any
 
 HELP = "train a memory-managing LLM with step-wise GRPO"
@@ -23,6 +25,7 @@ _FIELDS = (
     "clip",
     "precision",
     "resume",
+    "overwrite",
     "record_dir",
     "record_every",
 )
@@ -42,8 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, **_FIELD, help="AdamW learning rate (0: a control run)")
     parser.add_argument("--clip", type=_clip, **_FIELD, help="PPO clip ε, or 'none' for the paper's unclipped ratio")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), **_FIELD, help="autocast of every forward")
-    parser.add_argument(
-        "--no-resume", dest="resume", action="store_false", **_FIELD, help="start fresh even if checkpoints exist"
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument(
+        "--resume", action="store_true", **_FIELD, help="continue the run in --output-dir (same settings, more --steps)"
+    )
+    reuse.add_argument(
+        "--overwrite", action="store_true", **_FIELD, help="start afresh: remove a used folder's run and --record files"
     )
     parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
     parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
@@ -63,27 +70,57 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> Any:
     """Load and validate the config (fields, env id, env kwargs, model) before torch loads."""
     from agemem_gym.adapters.grpo.config import load_config
+    from agemem_gym.adapters.grpo.run_folder import check_run_folder
     from agemem_gym.commands._args import check_env_id, check_env_kwargs
     from agemem_gym.policies.llm.models import check_model
 
-    config = load_config(args.config, **overrides(args))
+    # the command line never reuses a run folder unasked (the Python API's resume=True does)
+    config = load_config(args.config, **{"resume": False, **overrides(args)})
     check_env_id(config.env_id)
     check_env_kwargs(dict(config.env_kwargs))
     check_model(config.model)
+    check_run_folder(config)  # refuse a used folder before torch and the model load
     return config
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load the config, train, print where the results are."""
-    config = _check(args)
-    from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the config checks
+    """Load and check the config, train, print where the results are."""
+    from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
 
-    result = train(config, progress=not args.no_progress)
+    config = _check(args)
+    try:
+        from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks
+
+        result = train(config, progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        if is_main_process():
+            print(f"agemem: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("agemem: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
+    if is_main_process():
+        _summary(result)
+    return 0
+
+
+def summary_line(row: dict[str, float]) -> str:
+    """The final step's headline metrics as JSON; a metric that is not finite reads ``"n/a"``."""
+    keys = ("step", "reward/mean", "task/score", "memory/quality", "losses/kl", "perf/samples_per_s")
+    return json.dumps({k: round(row[k], 4) if math.isfinite(row[k]) else "n/a" for k in keys if k in row})
+
+
+def _summary(result: Any) -> None:
+    """Where the results are (the main process prints it: the other ranks have no results)."""
     if result.metrics:
-        last = result.metrics[-1]
-        keys = ("step", "reward/mean", "task/score", "memory/quality", "losses/kl", "perf/samples_per_s")
-        print(json.dumps({k: round(last[k], 4) for k in keys if k in last}))
+        print(summary_line(result.metrics[-1]))
     print(f"run folder: {result.output_dir}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"plot: {result.plot}")
-    return 0
+
+
+def is_main_process() -> bool:
+    """Rank 0, or no distributed run."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write an HTML page that steps through recorded episodes (agemem run --record DIR)"
+HELP = "write an HTML page that steps through recorded episodes (agemem run/eval/train --record DIR)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem view``."""
-    parser.add_argument("files", nargs="+", metavar="FILE", help="recordings (.jsonl) or folders of them")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="recordings (.jsonl) or folders of them (or of rank<r> subfolders)"
+    )
     parser.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
     parser.add_argument("--title", default=None, help="page title (default: the env id and task)")
 

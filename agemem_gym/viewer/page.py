@@ -103,14 +103,18 @@ def _labels(episodes: Sequence[Episode]) -> list[str]:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a directory stands for the ``*.jsonl`` files in it, in name order."""
+    """Files as given; a directory stands for the ``*.jsonl`` files in it, in name order.
+
+    A directory without any stands for those of its subfolders: ``agemem train --record DIR``
+    writes ``DIR/rank<r>/*.jsonl``, one subfolder per process.
+    """
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(path.glob("*.jsonl"))
+            found = sorted(path.glob("*.jsonl")) or sorted(path.glob("*/*.jsonl"))
             if not found:
-                raise DataFormatError(f"{path}: no .jsonl recordings in this directory")
+                raise DataFormatError(f"{path}: no .jsonl recordings in this directory or its subfolders")
             out.extend(found)
         else:
             out.append(path)

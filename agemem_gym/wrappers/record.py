@@ -240,7 +240,8 @@ class RecordEpisode(gym.Wrapper):
             handle = open(path, "w" if self.overwrite else "x", encoding="utf-8")  # closed in _finish
         except FileExistsError:
             raise InvalidConfig(
-                f"{path} already exists; record into a new directory, pass overwrite=True, or give each "
+                f"{path} already exists; record into a new folder (a new --record DIR; agemem train "
+                f"--overwrite replaces a run's recordings), or in Python pass overwrite=True or give each "
                 f"env of a vector env its own name_prefix (see recording_env_fns)"
             ) from None
         self.paths.append(path)

@@ -53,9 +53,9 @@ def test_cli_clip_none_learning_rate_zero_and_precision():
 
 def test_cli_options_left_out_change_nothing():
     assert parse() == {}
-    given = parse("--no-resume", "--record", "rec", "--record-every", "2", "--out", "o", "--env", "E", "--seed", "4")
+    given = parse("--overwrite", "--record", "rec", "--record-every", "2", "--out", "o", "--env", "E", "--seed", "4")
     assert given == {
-        "resume": False,
+        "overwrite": True,
         "record_dir": "rec",
         "record_every": 2,
         "output_dir": "o",

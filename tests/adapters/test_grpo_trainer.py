@@ -1,9 +1,12 @@
 """The real trainer on the real tiny model: learning, resume, CLI, configs, 2-process DDP."""
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from contextlib import nullcontext
 
 import numpy as np
@@ -51,11 +54,91 @@ def test_checkpoint_resume_replays_the_same_run(tmp_path):
     straight = train(probe_config(tmp_path / "a", num_steps=3, save_every=1), progress=False)
     first = train(probe_config(tmp_path / "b", num_steps=2, save_every=1), progress=False)
     assert first.checkpoint is not None and first.checkpoint.name == "checkpoint-000001"
+    with pytest.raises(InvalidConfig, match="seed: 0 -> 1"):  # other settings: refused, folder untouched
+        train(probe_config(tmp_path / "b", num_steps=3, save_every=1, seed=1), progress=False)
+    with pytest.raises(InvalidConfig, match="--resume"):
+        train(probe_config(tmp_path / "b", num_steps=3, save_every=1, resume=False), progress=False)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["num_steps"] == 2
     resumed = train(probe_config(tmp_path / "b", num_steps=3, save_every=1), progress=False)
     assert [r["step"] for r in resumed.metrics] == [0.0, 1.0, 2.0]
     for key in ("reward/mean", "losses/policy", "losses/kl"):
         assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-5, abs=1e-7), key
     assert (tmp_path / "b" / "training_curve.png").is_file()
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()  # no loading bars between the training bar's lines
+    # --overwrite starts afresh: the same rows as a fresh run, the old checkpoints gone
+    fresh = train(probe_config(tmp_path / "b", num_steps=1, save_every=1, overwrite=True), progress=False)
+    assert [r["step"] for r in fresh.metrics] == [0.0]
+    assert fresh.metrics[0]["reward/mean"] == straight.metrics[0]["reward/mean"]
+    assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-000000"]
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C before a step's update drops the step (RNGs rewound); during it, the step completes first."""
+    import os
+
+    from agemem_gym.adapters.grpo import trainer
+    from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
+
+    straight = train(probe_config(tmp_path / "a", num_steps=3), progress=False)
+    collect, update = trainer._collect_rollouts, trainer._update
+
+    def collect_then_interrupt(state, step):
+        batch = collect(state, step)  # the step's draws are made, then Ctrl-C
+        if step == 1:
+            raise KeyboardInterrupt
+        return batch
+
+    monkeypatch.setattr(trainer, "_collect_rollouts", collect_then_interrupt)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert stop.value.step == 0 and stop.value.checkpoint == tmp_path / "b" / "checkpoint-000000"
+    monkeypatch.setattr(trainer, "_collect_rollouts", collect)
+
+    def interrupt_during_update(state, samples):
+        os.kill(os.getpid(), signal.SIGINT)  # deferred: the update, log and checkpoint still run
+        return update(state, samples)
+
+    monkeypatch.setattr(trainer, "_update", interrupt_during_update)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert stop.value.step == 1 and (tmp_path / "b" / "checkpoint-000001").is_dir()
+    monkeypatch.setattr(trainer, "_update", update)
+    resumed = train(probe_config(tmp_path / "b", num_steps=3), progress=False)
+    assert [r["step"] for r in resumed.metrics] == [0.0, 1.0, 2.0]
+    for row, expected in zip(resumed.metrics, straight.metrics):
+        for key in ("reward/mean", "losses/policy", "losses/kl"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), (row["step"], key)
+
+
+def test_sigint_saves_the_last_completed_step_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "agemem_gym", "train", "--config", "cpu-smoke", "--output-dir", str(out)]
+    proc = subprocess.Popen([*cmd, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "metrics.csv").is_file() and len((out / "metrics.csv").read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"agemem: interrupted at step (\d+); checkpoint saved to (.+); resume with --resume", last)
+    assert match, stderr
+    done = int(match.group(1))
+    assert match.group(2) == str(out / f"checkpoint-{done:06d}")
+    assert (out / f"checkpoint-{done:06d}" / "trainer_state.json").is_file()
+    assert len((out / "metrics.csv").read_text().splitlines()) == done + 2  # header + steps 0..done
+    resumed = subprocess.run(
+        [*cmd, "--resume", "--steps", str(done + 2), "--no-progress"], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {out} at step {done + 1}" in resumed.stdout
+    assert (out / f"checkpoint-{done + 1:06d}").is_dir()
+    assert len((out / "metrics.csv").read_text().splitlines()) == done + 3
 
 
 def test_cli_writes_logs_checkpoint_and_plot(tmp_path):
@@ -91,42 +174,85 @@ def test_cli_writes_logs_checkpoint_and_plot(tmp_path):
     from agemem_gym.wrappers import read_episode
 
     assert read_episode(recorded[0]).steps
+    # the issue's repro: another setting in the same folder is refused in one line, config.json untouched
+    cli = [sys.executable, "-m", "agemem_gym", "train", "--config", "cpu-smoke", "--no-progress"]
+    proc = subprocess.run([*cli, "--output-dir", str(out), "--seed", "1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "seed: 0 -> 1" in proc.stderr
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    # recording into a used folder names the flag that allows it
+    rec = ["--record", str(tmp_path / "rec"), "--record-every", "2"]
+    proc = subprocess.run([*cli, "--output-dir", str(tmp_path / "other"), *rec], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--overwrite" in proc.stderr
+    # agemem view opens what train --record wrote (rank subfolders)
+    page = tmp_path / "view.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agemem_gym", "view", str(tmp_path / "rec"), "--out", str(page)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and page.is_file(), proc.stderr
+    # --resume continues from the checkpoint, says so, and numbers its recordings by step
+    proc = subprocess.run(
+        [*cli, "--output-dir", str(out), "--steps", "3", "--resume", *rec], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"resuming from {out} at step 2" in proc.stdout
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    assert len(list((tmp_path / "rec" / "rank0").glob("env*-00002-*.jsonl"))) == 16
+    assert json.loads((out / "config.json").read_text())["num_steps"] == 3
 
 
-def test_two_processes_with_accelerate_and_gloo(tmp_path):
-    if shutil.which("accelerate") is None:
-        pytest.skip("the accelerate launcher is not on PATH")
+def test_two_processes_with_torchrun_and_gloo(tmp_path):
+    """The launch line the README gives: ``accelerate launch --cpu`` runs ONE process (without MPI)."""
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
     out = tmp_path / "ddp"
-    cmd = [
-        "accelerate",
-        "launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--mixed_precision",
-        "no",
-        "--num_machines",
-        "1",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "agemem_gym.adapters.grpo",
-        "--config",
-        "cpu-smoke",
-        "--steps",
-        "2",
-        "--output-dir",
-        str(out),
-        "--no-progress",
-    ]
+    cmd = ["torchrun", "--nproc_per_node", "2", "-m", "agemem_gym.adapters.grpo", "--config", "cpu-smoke"]
+    cmd += ["--steps", "2", "--output-dir", str(out), "--no-progress", "--record", str(tmp_path / "rec")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     # the trainer raises if the two replicas' weights diverge, so exit 0 means they stayed equal
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["rank0", "rank1"]  # two processes ran
+    assert proc.stdout.count("run folder:") == 1  # the main process reports; rank 1 has nothing to say
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3
     header = rows[0].split(",")
-    samples = float(rows[1].split(",")[header.index("perf/samples")])
-    assert samples > 0
+    last = dict(zip(header, map(float, rows[2].split(","))))
+    assert float(rows[1].split(",")[header.index("perf/samples")]) > 0
+    assert last["losses/kl"] > 0 and np.isfinite(last["losses/policy"])  # after one update, over both ranks
+
+
+def test_update_metrics_are_reduced_over_ranks(monkeypatch):
+    """Token-weighted means of every rank's sums, not rank 0's alone (here: another rank with 3x the sums)."""
+    from agemem_gym.adapters.grpo import distributed as D
+    from agemem_gym.adapters.grpo import update as U
+
+    monkeypatch.setattr(D, "world", lambda: (0, 2))
+    monkeypatch.setattr(D, "all_sum_many", lambda values: [4.0 * v for v in values])
+    sums = {"loss": 0.5, "kl": 2.0, "clipped": 1.0, "entropy": 3.0, "tokens": 10.0, "grad_norm": 0.4, "padding": 0.2}
+    means = U._update_means(sums, n_updates=1)
+    assert means["losses/policy"] == 2.0  # the ranks' shares add up to the minibatch loss
+    assert means["losses/kl"] == pytest.approx(8.0 / 40.0) and means["losses/clipfrac"] == pytest.approx(0.1)
+    assert means["losses/grad_norm"] == 0.4  # already global (taken after the gradient sum)
+    assert means["perf/padding"] == pytest.approx(0.4)  # mean over the 2 ranks
+
+
+def test_summary_prints_no_nan_and_the_plot_is_labelled():
+    import math
+
+    import matplotlib
+
+    from agemem_gym.adapters.grpo.metrics import training_figure
+    from agemem_gym.commands.train import summary_line
+
+    matplotlib.use("Agg")
+    line = summary_line({"step": 1.0, "reward/mean": 0.5, "losses/kl": math.nan})
+    assert json.loads(line) == {"step": 1.0, "reward/mean": 0.5, "losses/kl": "n/a"} and "NaN" not in line
+    rows = [{"step": float(i), "reward/mean": 0.1, "losses/kl": kl} for i, kl in enumerate([math.nan, 0.2, math.nan])]
+    fig = training_figure(rows)
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    kl_line = fig.axes[2].get_lines()[0]
+    assert kl_line.get_marker() == "o"  # the isolated step-1 KL shows as a point
 
 
 def test_config_presets_toml_and_validation(tmp_path):

@@ -63,3 +63,17 @@ def test_write_report_expands_folders(recordings, tmp_path):
     assert names == [f"oracle/{recordings['oracle'].name}", f"store-all/{recordings['store-all'].name}"]
     with pytest.raises(DataFormatError, match="no .jsonl"):
         expand_paths([tmp_path / "sub"])
+
+
+def test_a_folder_of_rank_subfolders_is_expanded(recordings, tmp_path):
+    """``agemem train --record DIR`` writes ``DIR/rank<r>/*.jsonl``: ``agemem view DIR`` finds them."""
+    import shutil
+
+    for rank, policy in enumerate(("oracle", "store-all")):
+        (tmp_path / "rec" / f"rank{rank}").mkdir(parents=True)
+        shutil.copy(recordings[policy], tmp_path / "rec" / f"rank{rank}" / "env0-00000-t.jsonl")
+    found = expand_paths([tmp_path / "rec"])
+    assert [p.parent.name for p in found] == ["rank0", "rank1"]
+    out = write_report([tmp_path / "rec"], tmp_path / "r.html")
+    data = re.search(r'id="agemem-data">(.*?)</script>', out.read_text(), re.S).group(1)
+    assert [e["name"] for e in json.loads(data)["episodes"]] == ["rank0/env0-00000-t.jsonl", "rank1/env0-00000-t.jsonl"]

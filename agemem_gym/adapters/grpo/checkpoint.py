@@ -13,10 +13,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch loads only when a checkpoint is written or read: the CLI checks folders first
+    import numpy as np
+    import torch
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_training_state"]
 
@@ -33,6 +34,8 @@ def save_checkpoint(
     config: dict[str, Any],
 ) -> Path:
     """Write ``folder/checkpoint-<step>`` atomically and return its path."""
+    import torch
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"checkpoint-{step:06d}"
@@ -65,6 +68,8 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> int:
     """Restore the optimizer and RNGs from a checkpoint; return the step it was taken at."""
+    import torch
+
     path = Path(path)
     state = json.loads((path / "trainer_state.json").read_text())
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))

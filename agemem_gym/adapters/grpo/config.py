@@ -111,7 +111,10 @@ class GRPOConfig:
     save_every: int = 20
     """Checkpoint every N steps (and at the end)."""
     resume: bool = True
-    """Continue from the newest checkpoint in ``output_dir``."""
+    """Continue the run in ``output_dir`` (from its newest checkpoint) when it holds one with the same
+    settings; a run with other settings is refused (see :mod:`~agemem_gym.adapters.grpo.run_folder`)."""
+    overwrite: bool = False
+    """Start afresh (whatever ``resume`` says): remove ``output_dir``'s run files and ``record_dir``'s recordings."""
     tensorboard: bool = True
     """Write TensorBoard events next to the CSV log."""
     record_dir: str | None = None

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "all_sum", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
+__all__ = ["world", "all_sum", "all_sum_many", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
 
 
 def world() -> tuple[int, int]:
@@ -22,13 +22,25 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def _device() -> torch.device:
+    """Where a collective's tensors must live: NCCL reduces GPU tensors only, gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_sum(value: float) -> float:
     """The sum of ``value`` over ranks."""
+    return all_sum_many([value])[0]
+
+
+def all_sum_many(values: list[float]) -> list[float]:
+    """The sums of ``values`` over ranks, element-wise, in one collective."""
     if world()[1] == 1:
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_device())
     dist.all_reduce(t)
-    return float(t.item())
+    return [float(v) for v in t.cpu().tolist()]
 
 
 def all_gather_objects(items: list[Any]) -> list[Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from agemem_gym.error import missing_dependency
 from agemem_gym.tools import histogram_names
 
-__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve"]
+__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve", "training_figure"]
 
 _COMPONENTS = (
     "task",
@@ -116,24 +116,37 @@ def plot_training_curve(rows: Sequence[Mapping[str, float]], path: str | Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    mean = np.array([r.get("reward/mean", np.nan) for r in rows])
-    std = np.array([r.get("reward/std", np.nan) for r in rows])
-    axes[0].plot(steps, mean, label="reward")
-    axes[0].fill_between(steps, mean - std, mean + std, alpha=0.25)
-    axes[0].set_title("trajectory reward")
-    axes[1].plot(steps, [r.get("task/score", np.nan) for r in rows], label="task score")
-    axes[1].plot(steps, [r.get("memory/quality", np.nan) for r in rows], label="memory quality")
-    axes[1].set_title("task score and MQ")
-    axes[1].legend()
-    axes[2].plot(steps, [r.get("losses/kl", np.nan) for r in rows], color="tab:red")
-    axes[2].set_title("KL to reference")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig = training_figure(rows)
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def training_figure(rows: Sequence[Mapping[str, float]]) -> Any:
+    """The matplotlib figure :func:`plot_training_curve` saves (three labelled panels)."""
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    # markers: a step between two NaN steps (no update, no finite KL) is a point, not a line
+    line = {"marker": "o", "markersize": 3}
+    mean = np.array([r.get("reward/mean", np.nan) for r in rows])
+    std = np.array([r.get("reward/std", np.nan) for r in rows])
+    axes[0].plot(steps, mean, label="reward", **line)
+    axes[0].fill_between(steps, mean - std, mean + std, alpha=0.25)
+    axes[0].set_title("trajectory reward")
+    axes[0].set_ylabel("mean reward (± std)")
+    axes[1].plot(steps, [r.get("task/score", np.nan) for r in rows], label="task score", **line)
+    axes[1].plot(steps, [r.get("memory/quality", np.nan) for r in rows], label="memory quality", **line)
+    axes[1].set_title("task score and MQ")
+    axes[1].set_ylabel("score (0-1)")
+    axes[1].legend()
+    axes[2].plot(steps, [r.get("losses/kl", np.nan) for r in rows], color="tab:red", **line)
+    axes[2].set_title("KL to reference")
+    axes[2].set_ylabel("KL per token")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

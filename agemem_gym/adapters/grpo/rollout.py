@@ -30,16 +30,24 @@ GroupSlot = EpisodeSlot
 """The slot wrapper of the rollout envs: :class:`agemem_gym.vector.EpisodeSlot`, shared by every runner."""
 
 
-def _make_env(env_id: str, kwargs: Mapping[str, Any], index: int, record: str | None, record_every: int) -> gym.Env:
+def _make_env(
+    env_id: str, kwargs: Mapping[str, Any], index: int, record: str | None, record_every: int, first_episode: int
+) -> gym.Env:
     import agemem_gym  # noqa: F401 - registers the ids in worker processes
-    from agemem_gym.wrappers.record import maybe_record
+    from agemem_gym.wrappers.record import RecordEpisode, maybe_record
 
-    return maybe_record(
+    # a resumed run overwrites the recordings of the steps after its checkpoint
+    extra = {"overwrite": True} if first_episode else {}
+    env = maybe_record(
         gym.make(env_id, **kwargs),
         record,
         name_prefix=f"env{index}",
         episode_trigger=lambda episode: episode % record_every == 0,
+        **extra,
     )
+    if isinstance(env, RecordEpisode):
+        env.episode_index = first_episode - 1  # reset() counts up before the episode starts
+    return env
 
 
 def make_rollout_envs(
@@ -50,6 +58,7 @@ def make_rollout_envs(
     *,
     record: str | None = None,
     record_every: int = 1,
+    first_episode: int = 0,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` :class:`~agemem_gym.vector.EpisodeSlot` copies of ``env_id`` (no autoreset).
 
@@ -61,13 +70,15 @@ def make_rollout_envs(
         record: Record episodes into this folder (``env{i}-{episode}-{task}.jsonl``; view them
             with ``agemem view``).
         record_every: Record every N-th episode of each sub-env (one episode per training step).
+        first_episode: Index of each sub-env's first episode (a resumed run's first step).
 
     Returns:
         The vector env.
     """
     kwargs = dict(env_kwargs or {})
     fns: list[Callable[[], gym.Env]] = [
-        functools.partial(_make_env, env_id, kwargs, i, record, max(1, record_every)) for i in range(num_envs)
+        functools.partial(_make_env, env_id, kwargs, i, record, max(1, record_every), first_episode)
+        for i in range(num_envs)
     ]
     return make_slot_envs(fns, mode="async" if asynchronous else "sync")
 

@@ -27,6 +27,7 @@ from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.metrics import MetricLogger
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
+from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
 from agemem_gym.adapters.grpo.update import Autocast, make_autocast
 from agemem_gym.error import missing_dependency
 from agemem_gym.policies.llm.hf_policy import HFPolicy
@@ -88,20 +89,29 @@ class TrainState:
 
 
 def build_state(config: GRPOConfig) -> TrainState:
-    """Build a run from ``config``, resuming from the newest checkpoint when ``config.resume``.
+    """Build a run from ``config``: afresh, or from the newest checkpoint of the run it resumes.
 
     Args:
         config: The run's settings.
 
     Returns:
         The state at the first step to run.
+
+    Raises:
+        InvalidConfig: ``output_dir`` holds a run this config may not reuse
+            (:func:`~agemem_gym.adapters.grpo.run_folder.check_run_folder`).
     """
+    resumes = check_run_folder(config)  # before anything loads or is written
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
+    _quiet_loading()
     accelerator = _accelerator()
     rank, world = D.world()
     output_dir = Path(config.output_dir)
-    resume = latest_checkpoint(output_dir) if config.resume else None
+    if config.overwrite and rank == 0:
+        clear_run(config)
+    accelerator.wait_for_everyone()
+    resume = latest_checkpoint(output_dir) if resumes else None
     _seed_everything(config.seed)
     model, reference, tokenizer = build_models(config, resume, accelerator.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -111,7 +121,7 @@ def build_state(config: GRPOConfig) -> TrainState:
     start_step = load_training_state(resume, optimizer, rng) + 1 if resume is not None else 0
     policy = _rollout_policy(config, model, tokenizer)
     local_tasks = len(range(rank, config.tasks_per_step, world))
-    envs = _rollout_envs(config, tokenizer, rank, local_tasks)
+    envs = _rollout_envs(config, tokenizer, rank, local_tasks, start_step)
     env = envs.get_attr("unwrapped")[0]
     logger = MetricLogger(output_dir, tensorboard=config.tensorboard) if rank == 0 else None
     if rank == 0:
@@ -147,6 +157,19 @@ def _accelerator() -> Any:
     except ImportError as exc:
         raise missing_dependency("accelerate", "train") from exc
     return Accelerator(mixed_precision="no")
+
+
+def _quiet_loading() -> None:
+    """No model-loading progress bars: they would interleave with the training bar."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # load_model raises the missing-dependency error
+        pass
 
 
 def _seed_everything(seed: int) -> None:
@@ -215,8 +238,13 @@ def _rollout_policy(config: GRPOConfig, model: Any, tokenizer: Any) -> HFPolicy:
     )
 
 
-def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: int) -> RolloutEnvs:
-    """This rank's ``local_tasks × K`` envs (recording into ``record_dir/rank<r>`` if asked)."""
+def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: int, start_step: int) -> RolloutEnvs:
+    """This rank's ``local_tasks × K`` envs (recording into ``record_dir/rank<r>`` if asked).
+
+    Each sub-env plays one episode per step, so its episode index is the step: a resumed run
+    numbers its recordings from ``start_step`` on (replacing those of steps the interrupted run
+    did not checkpoint) instead of colliding with step 0's.
+    """
     record = None if config.record_dir is None else str(Path(config.record_dir) / f"rank{rank}")
     envs = make_rollout_envs(
         config.env_id,
@@ -225,5 +253,6 @@ def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: in
         config.async_envs,
         record=record,
         record_every=config.record_every,
+        first_episode=start_step,
     )
     return cast(RolloutEnvs, envs)

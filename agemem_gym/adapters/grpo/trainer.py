@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo.batching import Sample
 from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.interrupt import InterruptGuard, TrainingInterrupted
 from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
 from agemem_gym.adapters.grpo.metrics import episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups
@@ -60,22 +62,40 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
 
     Returns:
         The run folder, the logged metrics, the last checkpoint and the plot.
+
+    Raises:
+        InvalidConfig: ``config.output_dir`` holds a run this config may not reuse.
+        TrainingInterrupted: On SIGINT (one process), after saving the last completed step.
     """
     state = build_state(config)
-    checkpoint = state.checkpoint
-    bar = _bar(range(state.start_step, config.num_steps), progress and state.rank == 0)
+    if state.checkpoint is not None and state.rank == 0:
+        print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
+    checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
+    bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
+    guard = InterruptGuard()
     try:
-        for step in bar:
-            metrics = _train_step(state, step)
-            _log(state, step, metrics, bar)
-            checkpoint = _checkpoint(state, step) or checkpoint
+        with guard if state.world == 1 else nullcontext():  # one rank cannot save a checkpoint alone
+            for step in bar:
+                snapshot = _rng_snapshot(state)
+                metrics = _train_step(state, step, guard)
+                _log(state, step, metrics, bar)
+                checkpoint = _checkpoint(state, step) or checkpoint
+                done, snapshot = step, None
+                guard.leave_critical()
+    except KeyboardInterrupt:
+        if state.world > 1:
+            raise TrainingInterrupted(done, checkpoint, saved=False) from None
+        _close_bar(bar)
+        if snapshot is not None:  # a step cut short before its update: as if it never began
+            _rng_restore(state, snapshot)
+        raise _interrupted(state, done, checkpoint) from None
     finally:
         state.envs.close()
     return _finish(state, checkpoint)
 
 
-def _train_step(state: TrainState, step: int) -> dict[str, float]:
-    """One GRPO step, from the curriculum to the optimizer; its metrics."""
+def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str, float]:
+    """One GRPO step, from the curriculum to the optimizer; its metrics (SIGINT waits from the update on)."""
     n_distractors = _schedule_distractors(state, step)
     t0 = time.perf_counter()
     batch = _collect_rollouts(state, step)
@@ -88,6 +108,7 @@ def _train_step(state: TrainState, step: int) -> dict[str, float]:
     samples = _training_samples(batch, state.config)
     _attach_masks(samples, state.policy.grammar)
     mismatch = _attach_logprobs(state, samples, batch)
+    guard.enter_critical()
     metrics.update(_update(state, samples))
     metrics.update(_update_metrics(state.config, samples, n_distractors, mismatch, time.perf_counter() - t1))
     return metrics
@@ -183,11 +204,12 @@ def _update_metrics(
     config: GRPOConfig, samples: Sequence[Sample], n_distractors: int, mismatch: list[float], update_s: float
 ) -> dict[str, float]:
     """Curriculum, log-prob mismatch and update throughput (over every rank)."""
-    n_samples = D.all_sum(len(samples))
-    n_tokens = D.all_sum(sum(len(s) for s in samples))
+    n_samples, n_tokens, gap_sum, n_gaps = D.all_sum_many(
+        [len(samples), sum(len(s) for s in samples), sum(mismatch), len(mismatch)]
+    )
     return {
         "curriculum/distractors": float(n_distractors),
-        "losses/logprob_mismatch": float(np.mean(mismatch)) if mismatch else 0.0,
+        "losses/logprob_mismatch": gap_sum / n_gaps if n_gaps else 0.0,
         "perf/update_s": update_s,
         "perf/samples_per_s": n_samples * config.update_epochs / max(update_s, 1e-9),
         "perf/tokens_per_s": n_tokens * config.update_epochs / max(update_s, 1e-9),
@@ -209,13 +231,27 @@ def _checkpoint(state: TrainState, step: int) -> Path | None:
     config = state.config
     if (step + 1) % config.save_every != 0 and step + 1 != config.num_steps:
         return None
+    return _save(state, step)
+
+
+def _save(state: TrainState, step: int) -> Path | None:
+    """Checkpoint the state after ``step`` (rank 0 writes; every rank waits)."""
     path = None
     if state.rank == 0:
         path = save_checkpoint(
-            state.output_dir, step, state.model, state.tokenizer, state.optimizer, state.rng, config.to_dict()
+            state.output_dir, step, state.model, state.tokenizer, state.optimizer, state.rng, state.config.to_dict()
         )
     state.accelerator.wait_for_everyone()
     return path
+
+
+def _interrupted(state: TrainState, done: int, checkpoint: Path | None) -> TrainingInterrupted:
+    """Save the last completed step ``done`` unless it is saved already; the exception that says so."""
+    if done >= state.start_step and (checkpoint is None or checkpoint.name != f"checkpoint-{done:06d}"):
+        checkpoint = _save(state, done)
+    if state.logger is not None:
+        state.logger.close()
+    return TrainingInterrupted(max(done, state.start_step - 1), checkpoint)
 
 
 def _finish(state: TrainState, checkpoint: Path | None) -> TrainResult:
@@ -239,10 +275,29 @@ def _check_replicas(params: list[torch.nn.Parameter]) -> None:
         raise RuntimeError(f"replicas diverged: parameter checksums {sums}")
 
 
-def _bar(steps: range, enabled: bool) -> Iterable[int]:
-    """A tqdm bar over ``steps`` when enabled."""
+def _bar(start: int, total: int, enabled: bool) -> Iterable[int]:
+    """Steps ``start .. total - 1``, under a tqdm bar that counts from ``start`` of ``total`` when enabled."""
+    steps = range(start, total)
     if not enabled:
         return steps
     from tqdm.auto import tqdm
 
-    return tqdm(steps, desc="GRPO", unit="step")
+    return tqdm(steps, desc="GRPO", unit="step", initial=start, total=total)
+
+
+def _close_bar(bar: Iterable[int]) -> None:
+    """Close a tqdm bar (so a message after it starts on its own line)."""
+    close = getattr(bar, "close", None)
+    if close is not None:
+        close()
+
+
+def _rng_snapshot(state: TrainState) -> tuple[Any, Any]:
+    """The RNG states a step draws from (task sampling and torch's), to rewind a step cut short."""
+    return state.rng.bit_generator.state, torch.get_rng_state()
+
+
+def _rng_restore(state: TrainState, snapshot: tuple[Any, Any]) -> None:
+    """Rewind the RNGs to ``snapshot``."""
+    state.rng.bit_generator.state, torch_state = snapshot[0], snapshot[1]
+    torch.set_rng_state(torch_state)

@@ -158,6 +158,20 @@ def update_policy(
             for k, v in stats.items():
                 sums[k] += v
             n_updates += 1
+    return _update_means(sums, n_updates)
+
+
+def _update_means(sums: dict[str, float], n_updates: int) -> dict[str, float]:
+    """The :data:`UPDATE_KEYS` metrics over every rank: token-weighted means of the per-token sums.
+
+    Each rank's loss is already its share of the global minibatch mean, so the ranks' losses add
+    up to it; the gradient norm is taken after the gradient sum, so every rank has the same one;
+    padding is a per-rank fraction, averaged over ranks.
+    """
+    world = D.world()[1]
+    keys = ("loss", "kl", "clipped", "entropy", "tokens", "padding")
+    sums = {**sums, **dict(zip(keys, D.all_sum_many([sums[k] for k in keys])))}
+    sums["padding"] /= world
     steps, tokens = max(1, n_updates), max(1.0, sums["tokens"])
     return {
         "losses/policy": sums["loss"] / steps,
