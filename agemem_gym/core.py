@@ -55,6 +55,7 @@ from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
 from agemem_gym.tools import DEFAULT_TOOLS, ParsedTurn, ToolCall, ToolExecutor, ToolResult, ToolTable, system_prompt
+from agemem_gym.tools.memory_ids import live_memory_ids
 from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
 
 __all__ = ["MemoryEnv", "Observation"]
@@ -100,11 +101,13 @@ class MemoryEnv(gym.Env[Observation, str]):
 
     ``info`` on every step holds ``stage``, ``round``, ``step``, ``task_id``, ``tool_calls``
     (counts per tool), ``invalid_calls``, ``step_invalid_calls``, ``prompt_tokens``,
-    ``context_tokens``, ``overflow``, ``ltm_size`` and ``turn``; the last step adds the
-    answer, the grade, memory quality, the reward breakdown and ``rounds_exceeded_stages``
-    (the stages in which a message's round cap was hit without an ``<answer>``; P_rounds is
-    charged for Stage 3 only unless ``RewardConfig.rounds_penalty_early_stages``). ``info["turn"]`` says what the
-    env made of the step's turn (small and JSON-serialisable; reset's ``info`` has none)::
+    ``context_tokens``, ``overflow``, ``ltm_size``, ``memory_ids`` (the live LTM ids, sorted;
+    the newest :data:`~agemem_gym.tools.memory_ids.MEMORY_IDS_CAP` of a larger store) and
+    ``turn``; the last step adds the answer, the grade, memory quality, the reward breakdown
+    and ``rounds_exceeded_stages`` (the stages in which a message's round cap was hit without
+    an ``<answer>``; P_rounds is charged for Stage 3 only unless
+    ``RewardConfig.rounds_penalty_early_stages``). ``info["turn"]`` says what the env made of
+    the step's turn (small and JSON-serialisable; reset's ``info`` has none)::
 
         {"kind": "tool_call" | "answer" | "action" | "invalid",
          "calls": [{"name": str, "arguments": {...},   # each valid call, in order
@@ -540,6 +543,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             "context_tokens": int(self.stm.tokens),
             "overflow": bool(self.stm.tokens > self.config.max_context_tokens),
             "ltm_size": len(self.ltm),
+            "memory_ids": live_memory_ids(self.ltm),
         }
         if self.config.privileged_info and self._task is not None:
             info["privileged"] = {"answers": list(self._task.answers), "facts": list(self._task.facts or ())}

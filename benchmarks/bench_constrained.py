@@ -1,8 +1,10 @@
 """SmolLM2-135M-Instruct on HotpotQA with and without grammar-constrained turns.
 
 Plays the same fixed panel of episodes twice (batched, in lockstep) and reports the share
-of well-formed turns, how the turns parse, the mean task score (F1), memory quality, and
-the per-token cost of the grammar masks against the unconstrained run.
+of well-formed turns (they parse), the share of accepted turns (they parse *and* the env ran
+every call without an error: a live memory id, a valid span ...), how the turns parse, the
+mean task score (F1), memory quality, and the per-token cost of the grammar masks against
+the unconstrained run. The rejected turns' first errors are listed under the table.
 
     python benchmarks/bench_constrained.py --episodes 8 --json results/bench_constrained.json
 """
@@ -11,23 +13,62 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import time
 
 import numpy as np
 import torch
 from _common import format_table, run_metadata, write_json
 
-from agemem_gym.adapters.grpo.rollout import collect_groups, make_rollout_envs
+from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups, make_rollout_envs
 from agemem_gym.policies.llm.hf_policy import HFPolicy
 from agemem_gym.tools import parse_turn
+
+
+class _InfoTap:
+    """Passes ``generate`` through to the policy and keeps every turn's ``info`` (the one it was sampled after)."""
+
+    def __init__(self, policy: HFPolicy) -> None:
+        self.policy = policy
+        self.infos: list[dict] = []
+
+    def generate(self, observations, infos):
+        self.infos += list(infos)
+        return self.policy.generate(observations, infos)
+
+
+def _turn_problem(turn: dict | None) -> str | None:
+    """Why the env did not accept a turn (``None``: it parsed and every call ran)."""
+    if turn is None:
+        return "no final info (cut by max_turns)"
+    if turn["kind"] == "invalid" or turn["errors"]:
+        return f"{turn['kind']}: {(turn['errors'] or ['?'])[0][:120]}"
+    failed = [c for c in turn["calls"] if not c["ok"]]
+    if failed:
+        return f"{failed[0]['name']}({json.dumps(failed[0]['arguments'])[:80]}): {failed[0]['message'][:100]}"
+    return None
+
+
+def rejected_turns(batch: RolloutBatch, before: list[dict]) -> list[str]:
+    """Each rejected turn's problem: the env's ``info["turn"]`` after a turn says what it made of it.
+
+    ``before[n]`` is the info sample ``n`` was generated after, so turn ``j`` of an episode is
+    judged by the info its turn ``j + 1`` was generated after, the last turn by the final info.
+    """
+    problems = []
+    for traj in batch.trajectories:
+        after = [before[n] for n in traj.samples[1:]] + [traj.info]
+        problems += [p for p in (_turn_problem(info.get("turn")) for info in after) if p]
+    return problems
 
 
 def play(policy: HFPolicy, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> dict:
     envs = make_rollout_envs(env_id, episodes, {"tokenizer": policy.tokenizer, **env_kwargs})
     policy.reseed(seed)
     policy.mask_seconds = 0.0
+    tap = _InfoTap(policy)
     t0 = time.perf_counter()
-    batch = collect_groups(envs, policy, list(range(episodes)), group_size=1, seed=seed)
+    batch = collect_groups(envs, tap, list(range(episodes)), group_size=1, seed=seed)
     seconds = time.perf_counter() - t0
     envs.close()
     kinds = collections.Counter()
@@ -38,9 +79,12 @@ def play(policy: HFPolicy, env_id: str, env_kwargs: dict, episodes: int, seed: i
         kinds[parsed.kind] += 1
         valid += parsed.kind != "invalid" and not parsed.errors
     infos = [t.info for t in batch.trajectories]
+    rejected = rejected_turns(batch, tap.infos)
     return {
         "turns": len(batch.samples),
         "valid_fraction": valid / max(1, len(batch.samples)),
+        "accepted_fraction": 1 - len(rejected) / max(1, len(batch.samples)),
+        "rejected": rejected,
         "kinds": dict(kinds),
         "task_score": float(np.mean([i.get("task_score") or 0.0 for i in infos])),
         "answered": float(np.mean([i.get("answer") is not None for i in infos])),
@@ -61,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--modes", nargs="+", choices=("unconstrained", "constrained"), default=["unconstrained", "constrained"]
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     env_kwargs = {"stage1_mode": "single", "max_rounds": args.max_rounds}
     results = {}
-    for constrained in (False, True):
+    for constrained in [mode == "constrained" for mode in args.modes]:
         policy = HFPolicy.from_pretrained(
             "smollm2",
             max_new_tokens=args.max_new_tokens,
@@ -84,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 name,
                 r["turns"],
                 r["valid_fraction"],
+                r["accepted_fraction"],
                 r["kinds"].get("tool_call", 0),
                 r["kinds"].get("answer", 0),
                 r["task_score"],
@@ -104,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 "turns",
                 "n",
                 "valid",
+                "accepted",
                 "tool_call",
                 "answer",
                 "F1",
@@ -116,13 +165,20 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
-    c, u = results["constrained"], results["unconstrained"]
-    per_token = (c["seconds"] / max(1, c["generated_tokens"])) / (u["seconds"] / max(1, u["generated_tokens"]))
-    print(
-        f"\nwall time per generated token, constrained / unconstrained: {per_token:.2f}x; "
-        f"mask computation {1000 * c['mask_seconds'] / max(1, c['generated_tokens']):.2f} ms per token "
-        f"({100 * c['mask_seconds'] / c['seconds']:.1f}% of the constrained run)"
-    )
+    for name, r in results.items():
+        counts = collections.Counter(r["rejected"]).most_common()
+        print(f"\n{name}: {len(r['rejected'])} rejected turns" + "".join(f"\n  {n} x {p}" for p, n in counts))
+    per_token = None
+    if len(results) == 2:
+        c, u = results["constrained"], results["unconstrained"]
+        per_token = (c["seconds"] / max(1, c["generated_tokens"])) / (u["seconds"] / max(1, u["generated_tokens"]))
+        print(f"\nwall time per generated token, constrained / unconstrained: {per_token:.2f}x")
+    if "constrained" in results:
+        c = results["constrained"]
+        print(
+            f"mask computation {1000 * c['mask_seconds'] / max(1, c['generated_tokens']):.2f} ms per token "
+            f"({100 * c['mask_seconds'] / c['seconds']:.1f}% of the constrained run)"
+        )
     write_json(
         args.json, {"meta": run_metadata(), "args": vars(args), "results": results, "time_per_token_ratio": per_token}
     )

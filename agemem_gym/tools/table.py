@@ -88,6 +88,10 @@ class Tool:
         aliases: Argument names read as another (``{"confirmed": "confirmation"}``).
         value_aliases: String values read as another, per argument, ignoring case and
             surrounding space (``{"span": {"full": "all"}}``).
+        memory_ids: String arguments whose value must be the id of a live memory
+            (``("memory_id",)``). The constrained-decoding grammar limits them to the env's
+            ``info["memory_ids"]`` and offers a tool that *requires* one only when the
+            long-term memory is not empty.
 
     Raises:
         InvalidConfig: When the declaration is inconsistent (an unknown type, a required
@@ -103,6 +107,7 @@ class Tool:
     touches: frozenset[str]
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     value_aliases: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    memory_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -113,6 +118,7 @@ class Tool:
         set_(self, "parameters", _frozen(self.parameters))
         set_(self, "required", tuple(self.required))
         set_(self, "touches", frozenset(self.touches))
+        set_(self, "memory_ids", tuple(self.memory_ids))
         set_(self, "aliases", types.MappingProxyType(dict(self.aliases)))
         set_(
             self,
@@ -135,6 +141,8 @@ class Tool:
             return "aliases must map names that are not parameters to parameters"
         if any(self.parameters.get(k, {}).get("type") != "string" for k in self.value_aliases):
             return "value_aliases must name string parameters"
+        if any(self.parameters.get(k, {}).get("type") != "string" for k in self.memory_ids):
+            return "memory_ids must name string parameters"
         return None
 
     def __hash__(self) -> int:
@@ -304,6 +312,7 @@ DEFAULT_TOOLS = ToolTable(
             ("memory_id", "content"),
             handler=handlers.update_memory,
             touches=frozenset({"ltm_write"}),
+            memory_ids=("memory_id",),
         ),
         Tool(
             DELETE_MEMORY,
@@ -316,6 +325,7 @@ DEFAULT_TOOLS = ToolTable(
             handler=handlers.delete_memory,
             touches=frozenset({"ltm_write"}),
             aliases={"confirmed": "confirmation"},
+            memory_ids=("memory_id",),
         ),
         Tool(
             RETRIEVE_MEMORY,

@@ -31,6 +31,7 @@ from agemem_gym.seeding import stable_seed
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
 from agemem_gym.tools import ToolCall, ToolExecutor, ToolResult, system_prompt
+from agemem_gym.tools.memory_ids import live_memory_ids
 from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
 
 __all__ = ["TeamMemoryEnv"]
@@ -396,6 +397,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
 
     def _infos(self) -> dict[str, dict[str, Any]]:
         infos = {}
+        memory_ids = live_memory_ids(self.ltm)  # the shared LTM: one list for every agent
         for name in self.agents:
             s = self._state[name]
             info: dict[str, Any] = {
@@ -411,6 +413,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
                 "context_tokens": s.stm.tokens,
                 "overflow": s.stm.tokens > self.config.max_context_tokens,
                 "ltm_size": len(self.ltm),
+                "memory_ids": list(memory_ids),
             }
             if self.config.privileged_info and self._task is not None:
                 info["privileged"] = {"answers": list(self._task.answers), "facts": list(self._task.facts or ())}

@@ -8,6 +8,10 @@ inline JSON schema built from the tool table, the six tools by default)::
       or <answer> free text </answer>
       or <action> one of the valid actions </action>      (when the env lists them)
 
+Memory-id arguments (those a tool declares in :attr:`~agemem_gym.tools.Tool.memory_ids`:
+``Update_memory`` / ``Delete_memory``'s ``memory_id``) are limited to the env's live ids,
+``info["memory_ids"]``; a tool that requires one is left out while the store is empty.
+
 :class:`GrammarLogitsProcessor` masks the logits during ``generate`` (one processor per
 call; rows may use different grammars, e.g. different valid actions). Training stays
 exact: the sampling distribution is ``softmax(mask(logits) / T)``, the mask depends only
@@ -20,15 +24,16 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from agemem_gym.error import InvalidConfig, missing_dependency
-from agemem_gym.tools import DEFAULT_TOOLS, ToolTable
+from agemem_gym.tools import DEFAULT_TOOLS, Tool, ToolTable
+from agemem_gym.tools.memory_ids import MEMORY_IDS_CAP
 
-__all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema"]
+__all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema", "info_memory_ids"]
 
 _MAX_LISTED_ACTIONS = 4000
 
@@ -53,27 +58,49 @@ def _argument_schema(kind: str, max_chars: int, max_top_k: int) -> dict[str, Any
     return {"type": "object", "additionalProperties": {"type": "string", "maxLength": 60}, "maxProperties": 4}
 
 
+def _call_schema(
+    tool: Tool, max_string_chars: int, max_top_k: int, memory_ids: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """Schema of one call of ``tool``; ``None`` when it requires a memory id and there is none."""
+    props = {}
+    for key, spec in tool.parameters.items():
+        if key in tool.memory_ids and memory_ids is not None:
+            if not memory_ids:
+                if key in tool.required:
+                    return None
+                continue  # an optional id with nothing to name: leave the argument out
+            props[key] = {"enum": list(memory_ids)}
+        else:
+            props[key] = _argument_schema(spec["type"], max_string_chars, max_top_k)
+    args = {
+        "type": "object",
+        "properties": props,
+        "required": [r for r in tool.required if r in props],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"name": {"const": tool.name}, "arguments": args},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
 def calls_schema(
-    max_calls: int = 4, max_string_chars: int = 300, max_top_k: int = 20, *, tools: ToolTable = DEFAULT_TOOLS
+    max_calls: int = 4,
+    max_string_chars: int = 300,
+    max_top_k: int = 20,
+    *,
+    tools: ToolTable = DEFAULT_TOOLS,
+    memory_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """JSON schema of the ``<tool_call>`` array, derived from the tool table ``tools``."""
-    variants = []
-    for tool in tools:
-        props = {k: _argument_schema(v["type"], max_string_chars, max_top_k) for k, v in tool.parameters.items()}
-        args = {
-            "type": "object",
-            "properties": props,
-            "required": list(tool.required),
-            "additionalProperties": False,
-        }
-        variants.append(
-            {
-                "type": "object",
-                "properties": {"name": {"const": tool.name}, "arguments": args},
-                "required": ["name", "arguments"],
-                "additionalProperties": False,
-            }
-        )
+    """JSON schema of the ``<tool_call>`` array, derived from the tool table ``tools``.
+
+    ``memory_ids`` (``None``: unknown, any string) limits the memory-id arguments to these
+    ids; when it is empty, the tools that require one are left out of ``items.anyOf``.
+    """
+    ids = None if memory_ids is None else list(dict.fromkeys(memory_ids))
+    variants = [v for v in (_call_schema(t, max_string_chars, max_top_k, ids) for t in tools) if v is not None]
     return {
         "type": "array",
         "minItems": 1,
@@ -87,6 +114,7 @@ def calls_schema(
 def turn_lark(
     valid_actions: Sequence[str] | None = None,
     *,
+    memory_ids: Sequence[str] | None = None,
     max_calls: int = 4,
     max_think_chars: int = 400,
     max_text_chars: int = 300,
@@ -99,6 +127,9 @@ def turn_lark(
     Args:
         valid_actions: When given (interactive Stage 3), ``<action>`` is allowed and limited
             to these strings (a list longer than 4,000 falls back to free text).
+        memory_ids: The live memory ids (``info["memory_ids"]``): memory-id arguments must
+            name one of them, and with none, the tools that require one are not offered.
+            ``None`` (unknown) or a list longer than ``MEMORY_IDS_CAP`` allows any string.
         max_calls: Most tool calls per turn.
         max_think_chars: Longest ``<think>`` text.
         max_text_chars: Longest ``<answer>`` / free ``<action>`` text.
@@ -109,12 +140,16 @@ def turn_lark(
     Returns:
         Grammar text for ``llguidance.LLMatcher.grammar_from_lark``.
     """
-    schema = json.dumps(calls_schema(max_calls, max_string_chars, max_top_k, tools=tools))
+    if memory_ids is not None and len(memory_ids) > MEMORY_IDS_CAP:
+        memory_ids = None  # a huge alternation costs more to compile than it saves
+    schema = calls_schema(max_calls, max_string_chars, max_top_k, tools=tools, memory_ids=memory_ids)
+    kinds = ["tool"] if schema["items"]["anyOf"] else []  # a table of id tools only, with an empty store
+    kinds += ["answer"] + (["action"] if valid_actions is not None else [])
     # [^<] keeps tags and special tokens (<|im_end|> ...) out of free text
     lines = [
-        'start: "<think>" THINK "</think>" (tool | answer' + (" | action" if valid_actions is not None else "") + ")",
+        'start: "<think>" THINK "</think>" (' + " | ".join(kinds) + ")",
         f"THINK: /[^<]{{0,{max_think_chars}}}/",
-        f'tool: "<tool_call>" %json {schema} "</tool_call>"',
+        f'tool: "<tool_call>" %json {json.dumps(schema)} "</tool_call>"',
         'answer: "<answer>" TEXT "</answer>"',
         f"TEXT: /[^<]{{1,{max_text_chars}}}/",
     ]
@@ -125,6 +160,21 @@ def turn_lark(
         else:
             lines.append('action: "<action>" TEXT "</action>"')
     return "\n".join(lines) + "\n"
+
+
+def info_memory_ids(info: Mapping[str, Any] | None) -> list[str] | None:
+    """The live memory ids an env ``info`` lists, or ``None`` when unknown.
+
+    ``None`` when ``info`` has no ``"memory_ids"`` (an env that does not list them) or when
+    the list was cut (``len(memory_ids) < info["ltm_size"]``, a store larger than
+    :data:`~agemem_gym.tools.memory_ids.MEMORY_IDS_CAP`): then any id is allowed.
+    """
+    ids = (info or {}).get("memory_ids")
+    if ids is None:
+        return None
+    ids = [str(i) for i in ids]
+    size = (info or {}).get("ltm_size")
+    return None if size is not None and len(ids) < int(size) else ids
 
 
 class TurnGrammar:
@@ -149,9 +199,18 @@ class TurnGrammar:
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._bits = torch.arange(32, dtype=torch.int32)
 
-    def text(self, valid_actions: Sequence[str] | None = None) -> str:
-        """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given)."""
-        return turn_lark(valid_actions, tools=self.tools, **self.limits)
+    def text(self, valid_actions: Sequence[str] | None = None, memory_ids: Sequence[str] | None = None) -> str:
+        """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given; see :func:`turn_lark`)."""
+        return turn_lark(valid_actions, memory_ids=memory_ids, tools=self.tools, **self.limits)
+
+    def text_for(self, info: Mapping[str, Any] | None) -> str:
+        """Grammar text for a turn taken after an env step that returned ``info``.
+
+        Reads ``info["valid_actions"]`` (interactive envs) and the live memory ids
+        (:func:`info_memory_ids`).
+        """
+        actions = (info or {}).get("valid_actions")
+        return self.text(list(actions) if actions is not None else None, info_memory_ids(info))
 
     def _grammar(self, text: str) -> Any:
         if text not in self._compiled:

@@ -151,8 +151,9 @@ class HFPolicy(BasePolicy):
         seed: Seeds sampling (each call uses ``seed`` plus a call counter).
         constrained: Constrain every turn to the turn grammar
             (:mod:`agemem_gym.policies.llm.constrained`): ``<think>`` then tool calls that match the
-            six schemas, an answer, or one of the valid actions the env lists. Off by default
-            for full-size models (they learn the format); on for small ones.
+            six schemas (memory ids among the env's live ones), an answer, or one of the valid
+            actions the env lists. Off by default for full-size models (they learn the format);
+            on for small ones.
         grammar_limits: :func:`~agemem_gym.policies.llm.constrained.turn_lark` limits.
     """
 
@@ -246,8 +247,7 @@ class HFPolicy(BasePolicy):
         """The grammar a turn is sampled under (``None`` when unconstrained)."""
         if not self.constrained:
             return None
-        actions = (info or {}).get("valid_actions")
-        return self.grammar.text(list(actions) if actions is not None else None)
+        return self.grammar.text_for(info)
 
     def generate(
         self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]] | None = None
@@ -257,7 +257,7 @@ class HFPolicy(BasePolicy):
         Args:
             observations: One chat context per turn.
             infos: The matching env ``info`` dicts (the constrained grammar reads
-                ``info["valid_actions"]``).
+                ``info["valid_actions"]`` and ``info["memory_ids"]``).
 
         Returns:
             One record per observation.

@@ -17,7 +17,7 @@ from agemem_gym.adapters.grpo.update import score_logprobs  # noqa: E402
 from agemem_gym.policies.llm.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
 from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
 from agemem_gym.policies.llm.models import load_model  # noqa: E402
-from agemem_gym.tools import TOOL_NAMES, parse_turn  # noqa: E402
+from agemem_gym.tools import DEFAULT_TOOLS, TOOL_NAMES, parse_turn  # noqa: E402
 
 LIMITS = {"max_think_chars": 40, "max_text_chars": 24, "max_string_chars": 24, "max_calls": 2}
 
@@ -107,3 +107,68 @@ def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one
     plain = score_logprobs(model, unmasked, config, tok.pad_token_id)
     assert all((p <= o + 1e-6).all() for p, o in zip(plain, old))  # masking only renormalises upwards
     assert float(np.mean([(o - p).max() for p, o in zip(plain, old)])) > 1.0
+
+
+IDS = ["mem_0000000a", "mem_0badcafe"]
+
+
+def _delete(memory_id):
+    call = {"name": "Delete_memory", "arguments": {"memory_id": memory_id, "confirmation": True}}
+    return f"<think>x</think><tool_call>{json.dumps([call])}</tool_call>"
+
+
+def _update(memory_id):
+    call = {"name": "Update_memory", "arguments": {"memory_id": memory_id, "content": "Rome"}}
+    return f"<think>x</think><tool_call>{json.dumps([call])}</tool_call>"
+
+
+def _accepts(grammar, text, turn, tok):
+    try:
+        grammar.masks(text, [*tok(turn, add_special_tokens=False)["input_ids"], tok.eos_token_id])
+    except ValueError:
+        return False
+    return True
+
+
+def test_memory_ids_are_limited_to_the_live_ones(tiny):
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    text = grammar.text(memory_ids=IDS)
+    assert _accepts(grammar, text, _delete(IDS[1]), tok) and _accepts(grammar, text, _update(IDS[0]), tok)
+    for invented in ("n", "mem_0000000b", "mem_0000000", "mem_0000000aa", ""):
+        assert not _accepts(grammar, text, _delete(invented), tok), invented
+        assert not _accepts(grammar, text, _update(invented), tok), invented
+    free = grammar.text()  # ids unknown (an env that does not list them): any non-empty string
+    assert _accepts(grammar, free, _delete("n"), tok)
+
+
+def test_an_empty_store_offers_no_update_or_delete(tiny):
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    text = grammar.text_for({"memory_ids": [], "ltm_size": 0})
+    assert not _accepts(grammar, text, _delete("n"), tok) and not _accepts(grammar, text, _update("n"), tok)
+    add = '<think>x</think><tool_call>[{"name": "Add_memory", "arguments": {"content": "Paris"}}]</tool_call>'
+    assert _accepts(grammar, text, add, tok)
+    names = [v["properties"]["name"]["const"] for v in calls_schema(memory_ids=[])["items"]["anyOf"]]
+    assert names == [n for n in TOOL_NAMES if n not in ("Update_memory", "Delete_memory")]
+    # a cut list (a store larger than the cap) allows any id rather than only the listed ones
+    assert grammar.text_for({"memory_ids": IDS, "ltm_size": 5000}) == grammar.text()
+
+
+def test_a_constrained_policy_never_invents_a_memory_id(tiny):
+    model, tok = tiny
+    env = gym.make("AgeMem/Probe-Recall-v0", tokenizer=tok, tools_in_system_prompt=False)
+    obs, info = env.reset(seed=0)
+    for content in ("Anna's birthday is March 14.", "The code is 4711."):
+        add = {"name": "Add_memory", "arguments": {"content": content}}
+        obs, *_, info = env.step(f"<think>store</think><tool_call>{json.dumps([add])}</tool_call>")
+    live = set(env.unwrapped.ltm.ids())
+    assert len(live) == 2
+    # only the two id tools, so that every sampled call has to name a memory
+    limits = {**LIMITS, "tools": DEFAULT_TOOLS.select(["Update_memory", "Delete_memory"])}
+    policy = HFPolicy(model, tok, max_new_tokens=160, temperature=1.0, seed=3, constrained=True, grammar_limits=limits)
+    named = []
+    for rec in policy.generate([obs] * 8, [info] * 8):
+        named += [c.arguments["memory_id"] for c in parse_turn(rec.text).calls if "memory_id" in c.arguments]
+    assert len(named) >= 3  # the random model does call them: the check below means something
+    assert set(named) <= live, named
