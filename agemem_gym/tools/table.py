@@ -92,6 +92,10 @@ class Tool:
             (``("memory_id",)``). The constrained-decoding grammar limits them to the env's
             ``info["memory_ids"]`` and offers a tool that *requires* one only when the
             long-term memory is not empty.
+        patterns: Regular expressions (JSON-schema ``pattern`` syntax) that a string
+            argument's whole value must match under constrained decoding (``{"span":
+            "^(all|[0-9]+)$"}``). They shape only the grammar: the handler stays the judge of
+            what is valid, and the prompt's schema is unchanged.
 
     Raises:
         InvalidConfig: When the declaration is inconsistent (an unknown type, a required
@@ -108,6 +112,7 @@ class Tool:
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     value_aliases: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     memory_ids: tuple[str, ...] = ()
+    patterns: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -120,6 +125,7 @@ class Tool:
         set_(self, "touches", frozenset(self.touches))
         set_(self, "memory_ids", tuple(self.memory_ids))
         set_(self, "aliases", types.MappingProxyType(dict(self.aliases)))
+        set_(self, "patterns", types.MappingProxyType(dict(self.patterns)))
         set_(
             self,
             "value_aliases",
@@ -143,6 +149,8 @@ class Tool:
             return "value_aliases must name string parameters"
         if any(self.parameters.get(k, {}).get("type") != "string" for k in self.memory_ids):
             return "memory_ids must name string parameters"
+        if any(self.parameters.get(k, {}).get("type") != "string" for k in self.patterns):
+            return "patterns must name string parameters"
         return None
 
     def __hash__(self) -> int:
@@ -151,7 +159,7 @@ class Tool:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # read-only mappings do not pickle: rebuild from plain dicts (vector envs pickle their env's arguments)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("parameters", "aliases", "value_aliases"):
+        for key in ("parameters", "aliases", "value_aliases", "patterns"):
             fields[key] = json.loads(json.dumps(dict(fields[key])))
         return _rebuild_tool, (fields,)
 
@@ -356,6 +364,8 @@ DEFAULT_TOOLS = ToolTable(
             handler=handlers.summary_context,
             touches=frozenset({"context"}),
             value_aliases={"span": {"full": "all"}},
+            # what the handler's span parser accepts, so a constrained turn never writes another span
+            patterns={"span": "^(all|full|[0-9]{1,6}|[0-9]{1,6}-[0-9]{1,6})$"},
         ),
         Tool(
             FILTER_CONTEXT,

@@ -183,3 +183,20 @@ def test_tables_pickle_and_copy():
         assert pickle.loads(pickle.dumps(table)) == table
         assert copy.deepcopy(table) == table
     assert pickle.loads(pickle.dumps(DEFAULT_TOOLS["Summary_context"])).value_aliases == {"span": {"full": "all"}}
+
+
+def test_patterns_must_name_string_parameters():
+    from agemem_gym.error import InvalidConfig
+    from agemem_gym.tools import DEFAULT_TOOLS, Tool
+
+    base = DEFAULT_TOOLS["Retrieve_memory"]
+    with pytest.raises(InvalidConfig, match="patterns"):
+        Tool(
+            "Probe_memory",
+            "x",
+            {"top_k": {"type": "integer"}},
+            handler=base.handler,
+            touches=frozenset({"ltm_read"}),
+            patterns={"top_k": "^[0-9]$"},
+        )
+    assert DEFAULT_TOOLS["Summary_context"].patterns["span"].startswith("^(all|")

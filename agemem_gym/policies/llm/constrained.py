@@ -47,7 +47,9 @@ def _llguidance() -> Any:
     return llguidance
 
 
-def _argument_schema(kind: str, max_chars: int, max_top_k: int) -> dict[str, Any]:
+def _argument_schema(kind: str, max_chars: int, max_top_k: int, pattern: str | None = None) -> dict[str, Any]:
+    if kind == "string" and pattern is not None:
+        return {"type": "string", "pattern": pattern}
     if kind == "string":
         return {"type": "string", "minLength": 1, "maxLength": max_chars}
     if kind == "integer":
@@ -71,7 +73,7 @@ def _call_schema(
                 continue  # an optional id with nothing to name: leave the argument out
             props[key] = {"enum": list(memory_ids)}
         else:
-            props[key] = _argument_schema(spec["type"], max_string_chars, max_top_k)
+            props[key] = _argument_schema(spec["type"], max_string_chars, max_top_k, tool.patterns.get(key))
     args = {
         "type": "object",
         "properties": props,
@@ -175,6 +177,36 @@ def info_memory_ids(info: Mapping[str, Any] | None) -> list[str] | None:
     ids = [str(i) for i in ids]
     size = (info or {}).get("ltm_size")
     return None if size is not None and len(ids) < int(size) else ids
+
+
+CHARS_PER_TOKEN = 3
+"""A conservative characters-per-token rate for sizing free text to a token budget (JSON and
+ids tokenize shorter than prose)."""
+
+
+def budget_limits(max_new_tokens: int) -> dict[str, int]:
+    """:func:`turn_lark` limits under which a whole turn fits ``max_new_tokens``.
+
+    The grammar cannot count tokens, so free text is bounded in characters: the thought takes
+    at most a quarter of the budget, each string argument a quarter, the answer a third, and
+    the number of calls is what the budget holds. A turn cut by the token limit is a format
+    error; these bounds keep a constrained turn from running into it (with the default 400 /
+    300-character bounds, SmolLM2 at 160 tokens had a quarter of its tool turns cut).
+
+    Args:
+        max_new_tokens: The policy's token budget per turn.
+
+    Returns:
+        ``max_think_chars``, ``max_string_chars``, ``max_text_chars`` and ``max_calls``, never
+        above the defaults.
+    """
+    chars = CHARS_PER_TOKEN * int(max_new_tokens)
+    return {
+        "max_think_chars": max(20, min(400, chars // 4)),
+        "max_string_chars": max(20, min(300, chars // 4)),
+        "max_text_chars": max(20, min(300, chars // 3)),
+        "max_calls": max(1, min(4, chars // 300)),
+    }
 
 
 class TurnGrammar:

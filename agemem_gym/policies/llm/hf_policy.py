@@ -154,7 +154,8 @@ class HFPolicy(BasePolicy):
             six schemas (memory ids among the env's live ones), an answer, or one of the valid
             actions the env lists. Off by default for full-size models (they learn the format);
             on for small ones.
-        grammar_limits: :func:`~agemem_gym.policies.llm.constrained.turn_lark` limits.
+        grammar_limits: :func:`~agemem_gym.policies.llm.constrained.turn_lark` limits (default:
+            :func:`~agemem_gym.policies.llm.constrained.budget_limits` of ``max_new_tokens``).
     """
 
     name = "hf"
@@ -200,10 +201,12 @@ class HFPolicy(BasePolicy):
         self.constrained = bool(constrained)
         self.grammar: Any = None
         if self.constrained:
-            from agemem_gym.policies.llm.constrained import TurnGrammar
+            from agemem_gym.policies.llm.constrained import TurnGrammar, budget_limits
 
             vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
-            self.grammar = TurnGrammar(tokenizer, vocab, **dict(grammar_limits or {}))
+            # a turn the grammar allows must fit the token budget; explicit limits win
+            limits = {**budget_limits(self.max_new_tokens), **dict(grammar_limits or {})}
+            self.grammar = TurnGrammar(tokenizer, vocab, **limits)
         self.mask_seconds = 0.0  # time spent computing grammar masks (for overhead reports)
 
     @classmethod

@@ -14,7 +14,7 @@ from agemem_gym.adapters.grpo.batching import Sample, pack_samples, row_logprobs
 from agemem_gym.adapters.grpo.config import GRPOConfig  # noqa: E402
 from agemem_gym.adapters.grpo.trainer import _attach_masks  # noqa: E402
 from agemem_gym.adapters.grpo.update import score_logprobs  # noqa: E402
-from agemem_gym.policies.llm.constrained import TurnGrammar, calls_schema, turn_lark  # noqa: E402
+from agemem_gym.policies.llm.constrained import TurnGrammar, budget_limits, calls_schema, turn_lark  # noqa: E402
 from agemem_gym.policies.llm.hf_policy import HFPolicy  # noqa: E402
 from agemem_gym.policies.llm.models import load_model  # noqa: E402
 from agemem_gym.tools import DEFAULT_TOOLS, TOOL_NAMES, parse_turn  # noqa: E402
@@ -172,3 +172,36 @@ def test_a_constrained_policy_never_invents_a_memory_id(tiny):
         named += [c.arguments["memory_id"] for c in parse_turn(rec.text).calls if "memory_id" in c.arguments]
     assert len(named) >= 3  # the random model does call them: the check below means something
     assert set(named) <= live, named
+
+
+def _summary(span):
+    call = {"name": "Summary_context", "arguments": {"span": span}}
+    return f"<think>x</think><tool_call>{json.dumps([call])}</tool_call>"
+
+
+def test_summary_spans_follow_what_the_handler_parses(tiny):
+    """SmolLM2 wrote spans such as "Same_stream_id_12345.67": the grammar allows only real spans."""
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    text = grammar.text()
+    for span in ("all", "full", "3", "2-5"):
+        assert _accepts(grammar, text, _summary(span), tok), span
+    for span in ("Same_stream_id_12345.67", "last three", "2 to 5", ""):
+        assert not _accepts(grammar, text, _summary(span), tok), span
+
+
+def test_grammar_limits_fit_the_token_budget(tiny):
+    """With the default 400/300-character bounds a 160-token turn was cut mid-string (a format error)."""
+    model, tok = tiny
+    small = budget_limits(160)
+    assert small["max_think_chars"] + small["max_calls"] * small["max_string_chars"] <= 3 * 160
+    assert budget_limits(2048) == {
+        "max_think_chars": 400,
+        "max_string_chars": 300,
+        "max_text_chars": 300,
+        "max_calls": 4,
+    }
+    policy = HFPolicy(model, tok, max_new_tokens=160, constrained=True)
+    assert policy.grammar.limits == small
+    wide = HFPolicy(model, tok, max_new_tokens=160, constrained=True, grammar_limits={"max_calls": 3})
+    assert wide.grammar.limits["max_calls"] == 3  # explicit limits win
