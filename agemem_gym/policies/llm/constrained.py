@@ -36,6 +36,11 @@ from agemem_gym.tools.memory_ids import MEMORY_IDS_CAP
 __all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema", "info_memory_ids"]
 
 _MAX_LISTED_ACTIONS = 4000
+# the grammar's widest bounds: turn_lark's defaults and the caps of budget_limits
+MAX_CALLS = 4
+MAX_THINK_CHARS = 400
+MAX_TEXT_CHARS = 300
+MAX_STRING_CHARS = 300
 
 
 def _llguidance() -> Any:
@@ -89,8 +94,8 @@ def _call_schema(
 
 
 def calls_schema(
-    max_calls: int = 4,
-    max_string_chars: int = 300,
+    max_calls: int = MAX_CALLS,
+    max_string_chars: int = MAX_STRING_CHARS,
     max_top_k: int = 20,
     *,
     tools: ToolTable = DEFAULT_TOOLS,
@@ -117,10 +122,10 @@ def turn_lark(
     valid_actions: Sequence[str] | None = None,
     *,
     memory_ids: Sequence[str] | None = None,
-    max_calls: int = 4,
-    max_think_chars: int = 400,
-    max_text_chars: int = 300,
-    max_string_chars: int = 300,
+    max_calls: int = MAX_CALLS,
+    max_think_chars: int = MAX_THINK_CHARS,
+    max_text_chars: int = MAX_TEXT_CHARS,
+    max_string_chars: int = MAX_STRING_CHARS,
     max_top_k: int = 20,
     tools: ToolTable = DEFAULT_TOOLS,
 ) -> str:
@@ -202,10 +207,10 @@ def budget_limits(max_new_tokens: int) -> dict[str, int]:
     """
     chars = CHARS_PER_TOKEN * int(max_new_tokens)
     return {
-        "max_think_chars": max(20, min(400, chars // 4)),
-        "max_string_chars": max(20, min(300, chars // 4)),
-        "max_text_chars": max(20, min(300, chars // 3)),
-        "max_calls": max(1, min(4, chars // 300)),
+        "max_think_chars": max(20, min(MAX_THINK_CHARS, chars // 4)),
+        "max_string_chars": max(20, min(MAX_STRING_CHARS, chars // 4)),
+        "max_text_chars": max(20, min(MAX_TEXT_CHARS, chars // 3)),
+        "max_calls": max(1, min(MAX_CALLS, chars // 300)),
     }
 
 
