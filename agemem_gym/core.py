@@ -535,6 +535,8 @@ class MemoryEnv(gym.Env[Observation, str]):
             "task_id": self._task.task_id if self._task else "",
             "stage": self._stage,
             "round": self._round,
+            # turns left in this stage before the round cap (a constrained policy answers on the last)
+            "rounds_left": max(0, int(self.config.max_rounds) - self._round),
             "step": self._step,
             "tool_calls": {name: int(self._trace.tool_calls[name]) for name in self.tools.names},
             "invalid_calls": int(self._trace.invalid_calls),

@@ -52,6 +52,13 @@ def _llguidance() -> Any:
     return llguidance
 
 
+def _llguidance_torch() -> Any:
+    _llguidance()  # the install hint
+    import llguidance.torch
+
+    return llguidance.torch
+
+
 def _argument_schema(kind: str, max_chars: int, max_top_k: int, pattern: str | None = None) -> dict[str, Any]:
     if kind == "string" and pattern is not None:
         return {"type": "string", "pattern": pattern}
@@ -128,6 +135,7 @@ def turn_lark(
     max_string_chars: int = MAX_STRING_CHARS,
     max_top_k: int = 20,
     tools: ToolTable = DEFAULT_TOOLS,
+    allow_tools: bool = True,
 ) -> str:
     """The Lark grammar of one turn.
 
@@ -143,6 +151,8 @@ def turn_lark(
         max_string_chars: Longest string argument.
         max_top_k: Largest ``top_k``.
         tools: The tool table whose calls ``<tool_call>`` may hold.
+        allow_tools: ``False`` leaves ``<tool_call>`` out (the last round of the query stage:
+            a turn that is not an answer there ends the episode unanswered).
 
     Returns:
         Grammar text for ``llguidance.LLMatcher.grammar_from_lark``.
@@ -150,7 +160,8 @@ def turn_lark(
     if memory_ids is not None and len(memory_ids) > MEMORY_IDS_CAP:
         memory_ids = None  # a huge alternation costs more to compile than it saves
     schema = calls_schema(max_calls, max_string_chars, max_top_k, tools=tools, memory_ids=memory_ids)
-    kinds = ["tool"] if schema["items"]["anyOf"] else []  # a table of id tools only, with an empty store
+    # a table of id tools only, with an empty store, has no call to offer
+    kinds = ["tool"] if allow_tools and schema["items"]["anyOf"] else []
     kinds += ["answer"] + (["action"] if valid_actions is not None else [])
     # [^<] keeps tags and special tokens (<|im_end|> ...) out of free text
     lines = [
@@ -187,6 +198,31 @@ def info_memory_ids(info: Mapping[str, Any] | None) -> list[str] | None:
 CHARS_PER_TOKEN = 3
 """A conservative characters-per-token rate for sizing free text to a token budget (JSON and
 ids tokenize shorter than prose)."""
+
+
+_PROBE = ' "name": "x", the answer is 42.'
+"""Text whose tokens must read the same to the grammar engine as to the tokenizer (spaces and quotes
+are where a byte-level vocabulary's ``Ġ`` tokens live)."""
+
+
+def check_token_bytes(tokenizer: Any, lltok: Any) -> None:
+    """Refuse a grammar engine that reads the tokenizer's tokens as other bytes than it decodes them to.
+
+    A tokenizer whose saved decoder is not byte-level while its vocabulary is (``Ġ`` for a space)
+    makes the engine take ``Ġ"`` for the bytes ``C4 A0 22``: every mask is then wrong, sampling
+    stops with parser errors and the trainer's mask replay fails.
+
+    Raises:
+        InvalidConfig: The two disagree on a token of :data:`_PROBE`.
+    """
+    for token in tokenizer(_PROBE, add_special_tokens=False)["input_ids"]:
+        engine, own = bytes(lltok.decode_bytes([token])), tokenizer.decode([token]).encode("utf-8")
+        if engine != own:
+            raise InvalidConfig(
+                f"the grammar engine reads token {token} as {engine!r} but the tokenizer decodes it to {own!r}: "
+                "its tokenizer.json decoder does not match its vocabulary (a byte-level vocabulary needs a "
+                "ByteLevel decoder); re-save the tokenizer or load it with another transformers version"
+            )
 
 
 def budget_limits(max_new_tokens: int) -> dict[str, int]:
@@ -233,8 +269,10 @@ class TurnGrammar:
         self.eos_id = tokenizer.eos_token_id
         self.limits = limits
         self.lltok = llg.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
+        check_token_bytes(tokenizer, self.lltok)
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._bits = torch.arange(32, dtype=torch.int32)
+        self._executor = llg.LLExecutor()
 
     def text(self, valid_actions: Sequence[str] | None = None, memory_ids: Sequence[str] | None = None) -> str:
         """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given; see :func:`turn_lark`)."""
@@ -243,11 +281,20 @@ class TurnGrammar:
     def text_for(self, info: Mapping[str, Any] | None) -> str:
         """Grammar text for a turn taken after an env step that returned ``info``.
 
-        Reads ``info["valid_actions"]`` (interactive envs) and the live memory ids
-        (:func:`info_memory_ids`).
+        Reads ``info["valid_actions"]`` (interactive envs), the live memory ids
+        (:func:`info_memory_ids`) and, in the query stage (``info["stage"] == 3``), whether one
+        round is left (``info["rounds_left"] == 1``): that turn must answer (or act), since any
+        other ends the episode unanswered. Small models rarely choose to answer on their own.
         """
-        actions = (info or {}).get("valid_actions")
-        return self.text(list(actions) if actions is not None else None, info_memory_ids(info))
+        info = info or {}
+        actions = info.get("valid_actions")
+        last = info.get("stage") == 3 and info.get("rounds_left") == 1
+        valid = list(actions) if actions is not None else None
+        if last:
+            return turn_lark(
+                valid, memory_ids=info_memory_ids(info), tools=self.tools, allow_tools=False, **self.limits
+            )
+        return self.text(valid, info_memory_ids(info))
 
     def _grammar(self, text: str) -> Any:
         if text not in self._compiled:
@@ -270,6 +317,26 @@ class TurnGrammar:
         """``(V,)`` bool: the tokens the grammar allows next."""
         words = torch.frombuffer(bytearray(matcher.compute_bitmask()), dtype=torch.int32)
         return ((words[:, None] >> self._bits) & 1).flatten()[: self.vocab_size].bool()
+
+    def allowed_rows(self, matchers: Sequence[Any], done: Sequence[bool], width: int) -> torch.Tensor:
+        """``(len(matchers), width)`` bool: each live matcher's next tokens; done rows allow everything.
+
+        The rows are computed in parallel by the grammar engine's thread pool: one row at a
+        time costs milliseconds per row per token, which dominates a batched rollout's decode.
+        """
+        llg_torch = _llguidance_torch()
+        live = [(m, i) for i, (m, d) in enumerate(zip(matchers, done)) if not d]
+        allowed = torch.ones((len(matchers), width), dtype=torch.bool)
+        if not live:
+            return allowed
+        words = llg_torch.allocate_token_bitmask(len(matchers), self.vocab_size)  # (B, ceil(V / 32)) int32
+        llg_torch.fill_next_token_bitmask_par(self._executor, live, words)
+        bits = ((words[:, :, None] >> self._bits) & 1).flatten(1)[:, : self.vocab_size].bool()  # (B, V)
+        n = min(width, self.vocab_size)
+        rows = torch.tensor([i for _, i in live])
+        allowed[rows] = False
+        allowed[rows, :n] = bits[rows, :n]
+        return allowed
 
     def masks(self, text: str, tokens: Sequence[int]) -> torch.Tensor:
         """``(len(tokens), V)`` bool: row ``t`` holds the tokens allowed before token ``t``.
@@ -316,12 +383,6 @@ class GrammarLogitsProcessor:
                 m = self.matchers[i]
                 if token == self.grammar.eos_id or not m.consume_token(token) or m.is_stopped():
                     self.done[i] = True  # finished (or padded) rows are left unmasked
-        allowed = torch.ones(scores.shape, dtype=torch.bool)
-        width = min(scores.shape[1], self.grammar.vocab_size)
-        for i, m in enumerate(self.matchers):
-            if not self.done[i]:
-                row = torch.zeros(scores.shape[1], dtype=torch.bool)
-                row[:width] = self.grammar.allowed(m)[:width]
-                allowed[i] = row
+        allowed = self.grammar.allowed_rows(self.matchers, self.done, scores.shape[1])
         self.mask_seconds += time.perf_counter() - start
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))

@@ -110,6 +110,25 @@ def _gguf_file() -> Path:
     return path
 
 
+def byte_level_decoder(tok: Any) -> Any:
+    """``tok`` with a plain ``ByteLevel`` decoder when its pre-tokenizer is byte-level.
+
+    Some transformers releases convert SmolLM2's GGUF vocabulary with a decoder chain
+    (``ByteFallback``, ``Fuse``, ``Replace``, ``ByteLevel``) that decodes text correctly but that
+    the grammar engine does not recognise as byte-level: it then reads ``Ġ`` as two bytes and
+    every grammar mask is wrong. A vocabulary split by a ``ByteLevel`` pre-tokenizer decodes
+    exactly with ``ByteLevel`` alone.
+    """
+    from tokenizers import decoders
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None or type(backend.pre_tokenizer).__name__ != "ByteLevel":
+        return tok
+    if type(backend.decoder).__name__ != "ByteLevel":
+        backend.decoder = decoders.ByteLevel()
+    return tok
+
+
 def smollm2_path() -> Path:
     """A safetensors folder with SmolLM2-135M-Instruct, converted from the GGUF on first use."""
     target = cache_dir() / _SMOLLM2_DIR
@@ -119,7 +138,7 @@ def smollm2_path() -> Path:
     import torch
 
     gguf = _gguf_file()
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok = byte_level_decoder(transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
     model = transformers.AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -190,7 +209,8 @@ def load_tokenizer(name_or_path: str = "smollm2") -> Any:
     if name_or_path == "tiny-vocab":
         return tiny_vocab_tokenizer()
     path = smollm2_path() if name_or_path in ("smollm2", "tiny") else Path(name_or_path)
-    tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    # a folder converted by another transformers release may carry the decoder chain
+    tok = byte_level_decoder(transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

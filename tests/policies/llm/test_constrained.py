@@ -205,3 +205,88 @@ def test_grammar_limits_fit_the_token_budget(tiny):
     assert policy.grammar.limits == small
     wide = HFPolicy(model, tok, max_new_tokens=160, constrained=True, grammar_limits={"max_calls": 3})
     assert wide.grammar.limits["max_calls"] == 3  # explicit limits win
+
+
+def test_the_last_round_of_the_query_stage_must_answer(tiny):
+    """With one round left in Stage 3 a tool call would end the episode unanswered: only an answer fits."""
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    add = '<think>x</think><tool_call>[{"name": "Add_memory", "arguments": {"content": "Paris"}}]</tool_call>'
+    answer = "<think>x</think><answer>Paris</answer>"
+    last = grammar.text_for({"stage": 3, "rounds_left": 1})
+    assert _accepts(grammar, last, answer, tok) and not _accepts(grammar, last, add, tok)
+    for info in ({"stage": 3, "rounds_left": 2}, {"stage": 1, "rounds_left": 1}, {}):
+        text = grammar.text_for(info)
+        assert _accepts(grammar, text, add, tok) and _accepts(grammar, text, answer, tok), info
+
+
+def test_the_env_reports_the_rounds_left_in_a_stage():
+    env = gym.make("AgeMem/Probe-Recall-v0", max_rounds=2)
+    _, info = env.reset(seed=0)
+    assert (info["stage"], info["rounds_left"]) == (1, 2)
+    store = '<tool_call>[{"name": "Add_memory", "arguments": {"content": "the secret colour is red"}}]</tool_call>'
+    _, _, _, _, info = env.step(store)
+    assert (info["stage"], info["rounds_left"]) == (1, 1)
+    _, _, _, _, info = env.step(store)  # the round cap moves Stage 1 on (Stage 2 is off here)
+    assert (info["stage"], info["rounds_left"]) == (3, 2)
+
+
+def test_a_grammar_engine_that_misreads_the_tokens_is_refused(tiny):
+    """Token bytes must agree between the engine and the tokenizer (a non-byte-level decoder breaks every mask)."""
+    from agemem_gym.error import InvalidConfig
+    from agemem_gym.policies.llm.constrained import check_token_bytes
+
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)  # the real engine agrees
+    check_token_bytes(tok, grammar.lltok)
+
+    class LatinOne:  # reads each token's text as Latin-1 bytes of its vocabulary string ("Ġ" stays "Ġ")
+        def decode_bytes(self, ids):
+            return tok.convert_ids_to_tokens(ids[0]).encode("utf-8")
+
+    with pytest.raises(InvalidConfig, match="decoder"):
+        check_token_bytes(tok, LatinOne())
+
+
+def test_a_decoder_chain_over_a_byte_level_vocabulary_is_repaired():
+    """Seen with one transformers release's GGUF conversion: a decoder chain the grammar engine misreads."""
+    from tokenizers import decoders
+
+    from agemem_gym.error import InvalidConfig
+    from agemem_gym.policies.llm.constrained import check_token_bytes
+    from agemem_gym.policies.llm.models import byte_level_decoder, load_tokenizer
+
+    llg_hf = pytest.importorskip("llguidance.hf")
+    tok = load_tokenizer("smollm2")
+    text = ' "name": "x", the answer'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    tok.backend_tokenizer.decoder = decoders.Sequence(
+        [decoders.ByteFallback(), decoders.Fuse(), decoders.Replace("▁", " "), decoders.ByteLevel()]
+    )
+    assert tok.decode(ids) == text  # the tokenizer itself still decodes right
+    with pytest.raises(InvalidConfig, match="decoder"):
+        check_token_bytes(tok, llg_hf.from_tokenizer(tok))
+    byte_level_decoder(tok)
+    check_token_bytes(tok, llg_hf.from_tokenizer(tok))
+    assert tok.decode(ids) == text
+
+
+def test_parallel_row_masks_equal_one_row_at_a_time(tiny):
+    """The batched, thread-pooled mask of every live row is exactly the row's own mask."""
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    text = grammar.text()
+    prefixes = ["", "<think>a", "<think>ab</think><answer>P", '<think>x</think><tool_call>[{"name": "Add_memory"']
+    matchers = [grammar.matcher(text) for _ in prefixes]
+    for m, prefix in zip(matchers, prefixes):
+        for t in tok(prefix, add_special_tokens=False)["input_ids"]:
+            assert m.consume_token(t)
+    done = [False, True, False, False]
+    width = model.config.vocab_size + 3  # logits wider than the grammar's vocabulary
+    rows = grammar.allowed_rows(matchers, done, width)
+    assert rows.shape == (len(prefixes), width)
+    assert rows[1].all()  # a finished row is left unmasked
+    for i in (0, 2, 3):
+        own = grammar.allowed(matchers[i])
+        assert torch.equal(rows[i, : grammar.vocab_size], own) and not rows[i, grammar.vocab_size :].any()
+    assert not torch.equal(rows[0], rows[2])  # different states, different masks
