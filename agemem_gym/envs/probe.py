@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agemem_gym.core import MemoryEnv
@@ -9,9 +10,14 @@ from agemem_gym.error import InvalidConfig
 from agemem_gym.graders.qa import answer_scores
 from agemem_gym.task import Task
 
-__all__ = ["ProbeRecallEnv", "COLOURS"]
+__all__ = ["ProbeRecallEnv", "COLOURS", "OBJECTS"]
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black")
+OBJECTS = ("", "box", "door", "car", "kite", "cup", "hat", "boat")
+"""What the secret colour belongs to: task ``i`` uses ``OBJECTS[(i // 8) % 8]`` ("" for the first
+eight tasks, whose wording is the original one). Different objects give new prompts with the same
+eight answers, so a panel of later tasks is held out from training on earlier ones while guessing
+still scores 1/8."""
 
 
 class ProbeRecallEnv(MemoryEnv):
@@ -35,7 +41,8 @@ class ProbeRecallEnv(MemoryEnv):
 
     ## Rewards
 
-    The paper's trajectory reward (task score = exact match of the colour); pass
+    The paper's trajectory reward (task score 1 when the answer names the right colour and no
+    other, so "The secret colour is red." counts; ``em`` and ``f1`` are in ``info`` too); pass
     ``reward="answer_only"`` for the task score alone.
 
     ## Episode End
@@ -44,13 +51,15 @@ class ProbeRecallEnv(MemoryEnv):
 
     ## Arguments
 
-    * ``num_tasks``: tasks in the panel (task ``i`` asks for colour ``i mod 8``).
+    * ``num_tasks``: tasks in the panel (task ``i`` asks for colour ``i mod 8`` of object
+      ``OBJECTS[(i // 8) mod 8]``; up to 64 distinct tasks, e.g. train on tasks 0-47 and hold
+      out 48-63).
     * ``show_in_query``: repeat the fact in the question (memory is then not needed).
     * Every :class:`~agemem_gym.config.EnvConfig` / :class:`~agemem_gym.config.MemoryConfig` field.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (tasks 8 and later name an object; tasks 0-7 are unchanged).
     """
 
     def __init__(self, num_tasks: int = 8, show_in_query: bool = False, **kwargs: Any) -> None:
@@ -69,8 +78,10 @@ class ProbeRecallEnv(MemoryEnv):
 
     def _make_task(self, index: int) -> Task:
         colour = COLOURS[index % len(COLOURS)]
-        fact = f"the secret colour is {colour}."
-        query = ("Remember: " + fact + " " if self.show_in_query else "") + "What is the secret colour?"
+        thing = OBJECTS[(index // len(COLOURS)) % len(OBJECTS)]
+        subject = f"the secret colour of the {thing}" if thing else "the secret colour"
+        fact = f"{subject} is {colour}."
+        query = ("Remember: " + fact + " " if self.show_in_query else "") + f"What is {subject}?"
         return Task(
             task_id=self._task_key(index),
             query=query,
@@ -81,4 +92,8 @@ class ProbeRecallEnv(MemoryEnv):
 
     def _grade(self, task: Task, answer: str) -> dict[str, float]:
         scores = answer_scores(answer, task.answers)
-        return {"task_score": scores["em"], **scores}
+        # "The secret colour is red." is right and exact match would call it wrong; naming
+        # several colours is a hedge, not an answer, so it scores 0 (guessing stays at 1/8)
+        named = {c for c in COLOURS if re.search(rf"\b{c}\b", answer.lower())}
+        score = float(named == set(task.answers))
+        return {**scores, "task_score": score, "success": score}
