@@ -8,6 +8,9 @@ Presets:
   (pass ``model=`` for Qwen2.5-7B-Instruct or another local folder).
 * ``small-model``: SmolLM2-135M-Instruct with grammar-constrained turns (a 135M model
   otherwise answers in prose and never produces a tool call), LoRA, short episodes.
+* ``learning-probe``: the learning benchmark's recipe (``benchmarks/learning.py``):
+  SmolLM2-135M-Instruct, LoRA, grammar-constrained turns on ``AgeMem/Probe-Recall-v0`` tasks
+  0-47 (eight colours, so guessing scores 1/8; tasks 48-63 are the held-out panel).
 * ``cpu-smoke``: a tiny random Llama over a ~60-token word-level tokenizer on
   ``AgeMem/Probe-Recall-v0``; finishes in a few minutes on 2 CPU cores, exercises every part
   (rollouts, packing, KL, checkpoints, logs, plot) and its reward visibly rises.
@@ -241,7 +244,39 @@ def _small_model() -> GRPOConfig:
     )
 
 
-PRESETS = {"paper": _paper, "cpu-smoke": _cpu_smoke, "small-model": _small_model}
+def _learning_probe() -> GRPOConfig:
+    # Two rounds per stage are the fewest that allow store-then-anything in Stage 1 and
+    # retrieve-then-answer in Stage 3. One minibatch keeps the update's rows those of scoring
+    # (ratio exactly 1 before the first optimizer step, also in bf16); two epochs, two steps.
+    return GRPOConfig(
+        model="smollm2",
+        env_id="AgeMem/Probe-Recall-v0",
+        env_kwargs={"num_tasks": 48, "max_rounds": 2},
+        tasks_per_step=4,
+        group_size=8,
+        temperature=1.0,
+        max_new_tokens=96,
+        generation_batch_size=32,
+        constrained=True,
+        num_steps=40,
+        learning_rate=1e-4,
+        update_epochs=2,
+        lora_rank=16,
+        lora_alpha=32,
+        kl_beta=0.01,
+        row_tokens=4096,
+        rows_per_micro_batch=2,
+        output_dir="runs/learning-probe",
+        save_every=5,
+    )
+
+
+PRESETS = {
+    "paper": _paper,
+    "cpu-smoke": _cpu_smoke,
+    "small-model": _small_model,
+    "learning-probe": _learning_probe,
+}
 
 
 def load_config(spec: str | Path, **overrides: Any) -> GRPOConfig:
