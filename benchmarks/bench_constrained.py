@@ -71,6 +71,11 @@ def rejected_turns(batch: RolloutBatch, before: list[dict]) -> list[str]:
     return problems
 
 
+def _score(value: float | None) -> float:
+    """A score, 0 for none: an unanswered episode has ``None`` (NaN once a vector env mixes it with numbers)."""
+    return 0.0 if value is None or np.isnan(value) else float(value)
+
+
 def _first_turns(batch: RolloutBatch) -> list[int]:
     """The sample index of each episode's first turn."""
     return [traj.samples[0] for traj in batch.trajectories if traj.samples]
@@ -101,9 +106,9 @@ def play(policy: HFPolicy, env_id: str, env_kwargs: dict, episodes: int, seed: i
         "accepted_fraction": 1 - len(rejected) / max(1, len(batch.samples)),
         "rejected": rejected,
         "kinds": dict(kinds),
-        "task_score": float(np.mean([i.get("task_score") or 0.0 for i in infos])),
+        "task_score": float(np.mean([_score(i.get("task_score")) for i in infos])),
         "answered": float(np.mean([i.get("answer") is not None for i in infos])),
-        "memory_quality": float(np.mean([i.get("memory_quality") or 0.0 for i in infos])),
+        "memory_quality": float(np.mean([_score(i.get("memory_quality")) for i in infos])),
         "tool_calls": float(np.mean([sum(i.get("tool_calls", {}).values()) for i in infos])),
         "generated_tokens": batch.generated_tokens,
         "seconds": seconds,
