@@ -167,6 +167,11 @@ class EnvConfig:
     """Tokens charged per message for chat-template markers."""
     tools_in_system_prompt: bool = True
     """Put the tool schemas into the system prompt (as the paper does)."""
+    tool_prompt: Literal["full", "compact"] = "full"
+    """How the system prompt lists the tools: ``"full"``, each tool's JSON schema (the paper's
+    prompt), or ``"compact"``, one ``Name(argument: type, optional?: type): description``
+    line per tool, for small models (SmolLM2's HotpotQA system prompt: 1,010 -> 674 tokens).
+    Both are derived from the tool table; ``"compact"`` needs ``tools_in_system_prompt``."""
     privileged_info: bool = False
     """Add ``info["privileged"]`` (gold answer and facts) for oracle policies; never for learners."""
 
@@ -182,6 +187,11 @@ class EnvConfig:
         _check(self.max_response_tokens >= 8, f"max_response_tokens must be >= 8, got {self.max_response_tokens}")
         _check(self.max_calls_per_turn >= 1, f"max_calls_per_turn must be >= 1, got {self.max_calls_per_turn}")
         _check(self.message_overhead >= 0, f"message_overhead must be >= 0, got {self.message_overhead}")
+        _check(
+            self.tool_prompt == "full" or self.tools_in_system_prompt,
+            f"tool_prompt={self.tool_prompt!r} lists the tools in the system prompt; "
+            "it needs tools_in_system_prompt=True",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

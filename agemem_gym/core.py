@@ -177,6 +177,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             include_schemas=self.config.tools_in_system_prompt,
             interactive=self.interactive,
             task_note=self.task_note,
+            tool_prompt=self.config.tool_prompt,
         )
         self._task: Task | None = None
         self._done = True

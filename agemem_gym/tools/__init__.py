@@ -6,15 +6,15 @@
   :class:`ToolContext`); :mod:`~agemem_gym.tools.executor`: :class:`ToolExecutor`;
 * :mod:`~agemem_gym.tools.parser` / :mod:`~agemem_gym.tools.validation`: one assistant turn
   into validated :class:`ToolCall` s;
-* :mod:`~agemem_gym.tools.prompt`: the system prompt; :mod:`~agemem_gym.tools.formatting`:
-  writing turns in the grammar.
+* :mod:`~agemem_gym.tools.prompt`: the system prompt (tools listed ``full`` or ``compact``);
+  :mod:`~agemem_gym.tools.formatting`: writing turns in the grammar.
 """
 
 from agemem_gym.tools.context import ToolContext
 from agemem_gym.tools.executor import ToolExecutor
 from agemem_gym.tools.formatting import format_action, format_answer, format_tool_call, turn_text
 from agemem_gym.tools.parser import READ_FACTOR, ParsedTurn, parse_turn
-from agemem_gym.tools.prompt import system_prompt, tool_schemas
+from agemem_gym.tools.prompt import TOOL_PROMPTS, compact_tool_list, lists_tools, system_prompt, tool_schemas
 from agemem_gym.tools.results import ToolResult, format_retrieved
 from agemem_gym.tools.table import (
     ADD_MEMORY,
@@ -59,6 +59,9 @@ __all__ = [
     "histogram_names",
     "tool_schemas",
     "system_prompt",
+    "compact_tool_list",
+    "lists_tools",
+    "TOOL_PROMPTS",
     "ToolCall",
     "ParsedTurn",
     "parse_turn",
