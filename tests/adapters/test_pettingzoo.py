@@ -319,3 +319,13 @@ def test_an_agent_whose_context_overflows_gets_one_notice():
     quiet.reset(seed=0)
     quiet.step({a: add("a long note " * 60) for a in quiet.agents})
     assert not any("max_context_tokens=700" in m.content for s in quiet._state.values() for m in s.stm.messages)
+
+
+def test_the_team_env_honours_the_compact_tool_prompt():
+    from agemem_gym.tools import lists_tools
+
+    full, compact = make_parallel("TeamProbe-v0"), make_parallel("TeamProbe-v0", tool_prompt="compact")
+    (obs_full, _), (obs_compact, _) = full.reset(seed=0), compact.reset(seed=0)
+    for agent in obs_full:
+        short, long = obs_compact[agent][0]["content"], obs_full[agent][0]["content"]
+        assert lists_tools(short) and lists_tools(long) and len(short) < len(long)

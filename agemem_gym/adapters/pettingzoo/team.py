@@ -154,7 +154,9 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         self.observation_spaces = dict.fromkeys(self.possible_agents, obs_space)
         self.action_spaces = dict.fromkeys(self.possible_agents, act_space)
         self._prompts = {
-            role: system_prompt(include_schemas=self.config.tools_in_system_prompt, task_note=note)
+            role: system_prompt(
+                include_schemas=self.config.tools_in_system_prompt, task_note=note, tool_prompt=self.config.tool_prompt
+            )
             for role, note in ROLE_NOTES.items()
         }
         self.agents: list[str] = []
