@@ -127,11 +127,17 @@ def build_chroma(data: np.ndarray, ef: int) -> Any | None:
 
 
 def per_item_adds(adders: dict[str, Callable[[int], Any]], rows: range) -> dict[str, np.ndarray]:
-    """Add each row to every system in turn (rotating the order); per-add latency in ms."""
+    """Add each row to every system in a fresh random order; per-add latency in ms.
+
+    A fixed rotation would let one system always follow the same other one (and inherit
+    the caches that one left cold); a random order spreads that evenly.
+    """
     names = list(adders)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r, i in enumerate(rows):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    rng = np.random.default_rng(0)
+    for i in rows:
+        for j in rng.permutation(len(names)):
+            name = names[j]
             t0 = time.perf_counter()
             adders[name](i)
             times[name].append(time.perf_counter() - t0)
@@ -229,6 +235,27 @@ def ratios(out: dict[str, Any]) -> dict[str, float]:
     return r
 
 
+def crossover(sizes: list[int], k: int, ef: int) -> list[list[Any]]:
+    """Exact vs HNSW p50 (ms) by store size: the evidence behind ``AUTO_HNSW_THRESHOLD``."""
+    rows = []
+    for n in sizes:
+        data, queries = make_data(n, 200, seed=1)
+        t0 = time.perf_counter()
+        hnsw, _ = build_ltm("hnsw", data, ef)
+        build_ms = (time.perf_counter() - t0) / n * 1e3
+        exact, _ = build_ltm("exact", data, ef)
+        lat = interleaved(
+            {
+                "exact": lambda q, _, s=exact: [m.id for m in s.search_vector(q, k)],
+                "hnsw": lambda q, _, s=hnsw: [m.id for m in s.search_vector(q, k)],
+            },
+            queries,
+            3,
+        )
+        rows.append([n, float(np.median(lat["exact"]["lat_ms"])), float(np.median(lat["hnsw"]["lat_ms"])), build_ms])
+    return rows
+
+
 def filter_crossover(n: int, counts: list[int], k: int, ef: int) -> list[list[Any]]:
     """Exact candidate scoring vs the graph with ``filter=`` for ``c`` random candidates; fits ``b / a``."""
     data, queries = make_data(n, 100, seed=2)
@@ -260,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--add-items", type=int, default=1000, help="entries added one at a time, per system")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--ef", type=int, default=64)
+    parser.add_argument("--crossover", type=int, nargs="*", default=[], metavar="N", help="exact vs HNSW by size")
     parser.add_argument("--filter-crossover", type=int, nargs="*", default=[], metavar="N")
     parser.add_argument("--no-chroma", action="store_true")
     parser.add_argument("--json", default=None)
@@ -277,13 +305,22 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(["n", "op", "system", "p50 µs", "p99 µs", f"recall@{args.k}"], rows))
     print()
     print(format_table(["n", "ratio (same run, p50)", "value"], ratio_rows))
+    if args.crossover:
+        cross = crossover(args.crossover, args.k, args.ef)
+        payload["crossover"] = [
+            dict(zip(["n", "exact_p50_ms", "hnsw_p50_ms", "hnsw_build_ms_per_entry"], r)) for r in cross
+        ]
+        print()
+        print(format_table(["n", "exact p50 ms", "hnsw p50 ms", "hnsw build ms/entry"], cross))
     if args.filter_crossover:
         cross = [row for n in args.filter_crossover for row in filter_crossover(n, _counts(n), args.k, args.ef)]
         payload["filter_crossover"] = [dict(zip(["n", "c", "exact_ms", "graph_ms", "b_over_a"], r)) for r in cross]
         print()
         print(format_table(["n", "candidates", "exact ms", "graph filter= ms", "b / a"], cross))
-        print(f"\nFILTER_GRAPH_FACTOR in use: {FILTER_GRAPH_FACTOR:g}; median fitted b / a: "
-              f"{float(np.median([r[4] for r in cross])):.0f}")
+        print(
+            f"\nFILTER_GRAPH_FACTOR in use: {FILTER_GRAPH_FACTOR:g}; median fitted b / a: "
+            f"{float(np.median([r[4] for r in cross])):.0f}"
+        )
     write_json(args.json, payload)
     return 0
 

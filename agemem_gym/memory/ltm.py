@@ -7,7 +7,8 @@ drawn from a seeded generator, so the same seed and the same operations give the
 
 Backends:
 
-* ``"exact"``: cosine similarity by one matrix product over the stored unit vectors.
+* ``"exact"``: cosine similarity of the query with every stored unit vector (a numba
+  kernel, :func:`~agemem_gym.memory.ltm_search.score_rows`).
 * ``"hnsw"``: an hnswlib HNSW graph (cosine space) built single-threaded from a fixed seed
   so results are reproducible. Capacity doubles with ``resize_index``; deletions are
   tombstones whose slots new entries reuse (``allow_replace_deleted``), and the graph is
@@ -20,6 +21,10 @@ Backends:
   0.09 ms vs HNSW 0.08 ms, 5k 0.17 vs 0.22 ms, 10k 0.30 vs 0.14 ms, 20k 1.2 vs 0.19 ms; building
   the graph costs 0.1–0.3 ms per entry single-threaded. Below ~5k entries the exact scan is as
   fast, needs no build and has perfect recall.
+
+A ``metadata_filter`` search looks the matching rows up in an inverted index
+(:mod:`~agemem_gym.memory.ltm_meta`), then scores those rows exactly, or walks the graph with
+them as hnswlib's ``filter=`` when the filter is broad (``ltm_search.filter_on_graph``).
 
 All public methods are thread-safe (a readers-writer lock: hnswlib forbids a query
 concurrent with an insert). ``save`` is atomic: it writes a temporary file in the target's
@@ -300,7 +305,7 @@ class LongTermMemory:
         vec = np.asarray(embedding, dtype=np.float32)
         if vec.shape != (self.dim,):
             raise InvalidConfig(f"embeddings must have shape (1, {self.dim}), got {(1, *vec.shape)}")
-        return self._add_rows([content], [check_metadata(metadata)], unit_rows(vec[None, :]))[0]
+        return self._add_rows([content], [check_metadata(metadata)], unit_query(vec)[None, :])[0]
 
     def add_many(
         self,
@@ -491,9 +496,7 @@ class LongTermMemory:
         return order_hits(labels[0], dists[0])
 
     def _search_filtered(self, query: np.ndarray, top_k: int, wanted: dict[str, Any]) -> tuple[list[int], list[float]]:
-        # The inverted index gives the matching labels; then either the graph walks with them
-        # as filter= or they are scored exactly, whichever is cheaper (see filter_on_graph).
-        candidates = self._meta.lookup(wanted, self._metadata_of)
+        candidates = self._meta.lookup(wanted, lambda label: self._by_label[label].metadata)
         if not candidates:
             return [], []
         n_live = len(self._entries)
@@ -505,15 +508,11 @@ class LongTermMemory:
                 pass  # the walk found fewer than top_k matches: score every candidate instead
         return self._exact(query, top_k, self._meta.as_array(candidates))
 
-    def _metadata_of(self, label: int) -> dict[str, Any]:
-        return self._by_label[label].metadata
-
     def _exact(self, query: np.ndarray, top_k: int, candidates: np.ndarray | None) -> tuple[list[int], list[float]]:
         query = unit_query(query)
         if candidates is not None:
             return best_k(score_rows(self._vectors, candidates, query), candidates, min(top_k, len(candidates)))
-        # Score every row, then push dead rows to the bottom.
-        rows = np.arange(self._next_label)
+        rows = np.arange(self._next_label)  # score every row, then push dead rows to the bottom
         scores = score_rows(self._vectors, rows, query)
         if len(self._entries) < len(rows):
             scores[~self._alive[: len(rows)]] = -np.inf
