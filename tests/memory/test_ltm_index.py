@@ -199,10 +199,10 @@ def test_broad_filters_walk_the_graph_and_keep_recall():
     centers = rng.normal(size=(30, DIM))
     data = (centers[rng.integers(0, 30, n)] + 0.5 * rng.normal(size=(n, DIM))).astype(np.float32)
     ltm = LongTermMemory(_NO_EMBEDDER, backend="hnsw", dim=DIM)
-    cats = ["common" if i % 10 else "rare" for i in range(n)]
+    cats = ["common" if i % 20 else "rare" for i in range(n)]
     ltm.add_many([str(i) for i in range(n)], [{"cat": c} for c in cats], embeddings=data)
-    assert filter_on_graph(cats.count("common"), n, k)  # 2700 candidates: the graph plan
-    assert not filter_on_graph(cats.count("rare"), n, k)  # 300: exact scoring
+    assert filter_on_graph(cats.count("common"), n, k)  # 2850 candidates: the graph plan
+    assert not filter_on_graph(cats.count("rare"), n, k)  # 150: exact scoring
     hits = total = 0
     for q in centers[:20] + 0.5 * rng.normal(size=(20, DIM)):
         for cat in ("common", "rare"):
