@@ -16,11 +16,11 @@ Backends:
   hnswlib's label table consistent.
 * ``"auto"`` (default): exact search while the store holds fewer than
   :data:`AUTO_HNSW_THRESHOLD` live entries, HNSW from there on (the graph is built when the
-  store first crosses the threshold). ``benchmarks/bench_ltm.py`` measured the crossover on
-  the project's 2-core reference machine (384-d vectors, p50 per query): 2k entries exact
-  0.09 ms vs HNSW 0.08 ms, 5k 0.17 vs 0.22 ms, 10k 0.30 vs 0.14 ms, 20k 1.2 vs 0.19 ms; building
-  the graph costs 0.1–0.3 ms per entry single-threaded. Below ~5k entries the exact scan is as
-  fast, needs no build and has perfect recall.
+  store first crosses the threshold). ``benchmarks/bench_ltm.py --crossover`` measured it on
+  the 2-core reference machine under load (384-d vectors, p50 per query): 2k entries exact
+  0.10 ms vs HNSW 0.06 ms, 5k 0.22 vs 0.12 ms, 10k 0.78 vs 0.17 ms; building the graph costs
+  0.7–1.7 ms per entry single-threaded there. Below ~5k entries the exact scan costs at most
+  a tenth of a millisecond more, needs no build and has perfect recall.
 
 A ``metadata_filter`` search looks the matching rows up in an inverted index
 (:mod:`~agemem_gym.memory.ltm_meta`), then scores those rows exactly, or walks the graph with
