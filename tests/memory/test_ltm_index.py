@@ -295,3 +295,48 @@ def test_check_metadata_fast_path_and_rejections():
     for bad in ([1], {"x": object()}, {1: "int key"}, {"x": [object()]}):
         with pytest.raises(InvalidConfig, match="metadata"):
             check_metadata(bad)
+
+
+@pytest.mark.parametrize("backend", ["exact", "hnsw"])
+def test_filtered_searches_during_writes_only_return_matches(backend):
+    import threading
+
+    rng = np.random.default_rng(5)
+    ltm = LongTermMemory(_NO_EMBEDDER, backend=backend, dim=DIM, seed=5, rebuild_fraction=0.3)
+    ltm.add_many(
+        [f"s{i}" for i in range(100)], [{"cat": i % 3} for i in range(100)], embeddings=rng.normal(size=(100, DIM))
+    )
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader(cat):
+        try:
+            q = np.random.default_rng(cat).normal(size=DIM)
+            while not stop.is_set():
+                for m in ltm.search_vector(q, 5, {"cat": cat}):
+                    assert m.metadata["cat"] == cat
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    def writer():
+        try:
+            ids = ltm.ids()
+            for i in range(300):
+                ids.append(ltm.add(f"w{i}", {"cat": i % 3}, embedding=rng.normal(size=DIM)))
+                ltm.update(ids[(7 * i) % len(ids)], metadata={"cat": (i + 1) % 3})
+                if i % 2:
+                    ltm.delete(ids[(11 * i) % len(ids)])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=reader, args=(c,)) for c in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    ltm.check_invariants()
+    for cat in range(3):
+        assert_same_as_brute_force(ltm, np.ones(DIM), {"cat": cat}, 1000)
