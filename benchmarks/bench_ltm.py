@@ -17,7 +17,11 @@ the percentiles pool the rounds, so load on a shared machine hits all columns al
 The store is built in batches up to ``n - add_items``; the last ``add_items`` entries are
 added one at a time to every system in turn (the per-item add column).
 
-    python benchmarks/bench_ltm.py --sizes 10000 --json results/bench_ltm.json
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_ltm.py --sizes 10000 --filter-crossover 10000 --json out.json
+
+(``OPENBLAS_NUM_THREADS=1``: numpy's BLAS threads would spin on the cores the other columns
+are timed on.) ``--crossover`` prints the exact-vs-HNSW table behind ``AUTO_HNSW_THRESHOLD``
+and ``--filter-crossover`` the one behind ``FILTER_GRAPH_FACTOR``.
 """
 
 from __future__ import annotations

@@ -31,14 +31,14 @@ __all__ = [
     "FILTER_GRAPH_FACTOR",
 ]
 
-FILTER_GRAPH_FACTOR = 2500.0
+FILTER_GRAPH_FACTOR = 2000.0
 """Filtered searches use the graph when ``candidates**2 > FILTER_GRAPH_FACTOR * live``.
 
 Exact scoring costs about ``a * c`` for ``c`` candidates and the graph about
 ``b * n / c`` for ``n`` live entries, so the crossover is at ``c = sqrt(b / a * n)``.
 ``benchmarks/bench_ltm.py --filter-crossover 10000`` measured both plans on the 2-core
-reference machine (384-d, k=10, ef=64): they tie at about 5,000 candidates of 10,000
-(``b / a`` = 2,500); with 1,000 candidates exact scoring is 19x faster, with 300 it is 100x.
+reference machine (384-d, k=10, ef=64): two runs put the tie at 4,000-5,000 candidates of
+10,000 (``b / a`` 1,600-2,500); with 1,000 candidates exact scoring is 13-19x faster.
 """
 
 

@@ -201,7 +201,7 @@ def test_broad_filters_walk_the_graph_and_keep_recall():
     ltm = LongTermMemory(_NO_EMBEDDER, backend="hnsw", dim=DIM)
     cats = ["common" if i % 20 else "rare" for i in range(n)]
     ltm.add_many([str(i) for i in range(n)], [{"cat": c} for c in cats], embeddings=data)
-    assert filter_on_graph(cats.count("common"), n, k)  # 2850 candidates: the graph plan
+    assert filter_on_graph(cats.count("common"), n, k)  # 2850 candidates of 3000: the graph plan
     assert not filter_on_graph(cats.count("rare"), n, k)  # 150: exact scoring
     hits = total = 0
     for q in centers[:20] + 0.5 * rng.normal(size=(20, DIM)):
