@@ -186,6 +186,7 @@ class LongTermMemory:
         self._next_label = 0
         self._index: Any = None  # hnswlib.Index once built
         self._index_deleted = 0  # tombstones inside the hnsw graph
+        self._index_ef = -1  # the ef last given to the graph (load sets it on its own)
         if self.backend == "hnsw":
             self._build_index()
 

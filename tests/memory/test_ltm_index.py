@@ -340,3 +340,19 @@ def test_filtered_searches_during_writes_only_return_matches(backend):
     ltm.check_invariants()
     for cat in range(3):
         assert_same_as_brute_force(ltm, np.ones(DIM), {"cat": cat}, 1000)
+
+
+def test_a_loaded_auto_store_searches_its_graph_and_follows_ef_changes(tmp_path):
+    rng = np.random.default_rng(3)
+    ltm = LongTermMemory(_NO_EMBEDDER, backend="auto", dim=DIM, auto_threshold=50)
+    ids = ltm.add_many(
+        [f"v{i}" for i in range(120)], [{"cat": i % 2} for i in range(120)], embeddings=rng.normal(size=(120, DIM))
+    )
+    loaded = LongTermMemory.load(ltm.save(tmp_path / "auto.npz"), embedder=_NO_EMBEDDER)
+    assert loaded.stats()["hnsw_built"]
+    q = loaded.embedding(ids[7])
+    assert loaded.search_vector(q, 3)[0].id == ids[7]
+    assert loaded.search_vector(q, 3, {"cat": 1})[0].id == ids[7]
+    loaded.hnsw_params["ef"] = 200  # applied at the next graph query
+    assert loaded.search_vector(q, 3)[0].id == ids[7]
+    assert loaded._index.ef == 200
