@@ -7,7 +7,8 @@ drawn from a seeded generator, so the same seed and the same operations give the
 
 Backends:
 
-* ``"exact"``: cosine similarity by one matrix product over the stored unit vectors.
+* ``"exact"``: cosine similarity of the query with every stored unit vector (a numba
+  kernel, :func:`~agemem_gym.memory.ltm_search.score_rows`).
 * ``"hnsw"``: an hnswlib HNSW graph (cosine space) built single-threaded from a fixed seed
   so results are reproducible. Capacity doubles with ``resize_index``; deletions are
   tombstones whose slots new entries reuse (``allow_replace_deleted``), and the graph is
@@ -15,11 +16,15 @@ Backends:
   hnswlib's label table consistent.
 * ``"auto"`` (default): exact search while the store holds fewer than
   :data:`AUTO_HNSW_THRESHOLD` live entries, HNSW from there on (the graph is built when the
-  store first crosses the threshold). ``benchmarks/bench_ltm.py`` measured the crossover on
-  the project's 2-core reference machine (384-d vectors, p50 per query): 2k entries exact
-  0.09 ms vs HNSW 0.08 ms, 5k 0.17 vs 0.22 ms, 10k 0.30 vs 0.14 ms, 20k 1.2 vs 0.19 ms; building
-  the graph costs 0.1–0.3 ms per entry single-threaded. Below ~5k entries the exact scan is as
-  fast, needs no build and has perfect recall.
+  store first crosses the threshold). ``benchmarks/bench_ltm.py --crossover`` measured it on
+  the 2-core reference machine under load (384-d vectors, p50 per query): 2k entries exact
+  0.10 ms vs HNSW 0.06 ms, 5k 0.22 vs 0.12 ms, 10k 0.78 vs 0.17 ms; building the graph costs
+  0.7–1.7 ms per entry single-threaded there. Below ~5k entries the exact scan costs at most
+  a tenth of a millisecond more, needs no build and has perfect recall.
+
+A ``metadata_filter`` search looks the matching rows up in an inverted index
+(:mod:`~agemem_gym.memory.ltm_meta`), then scores those rows exactly, or walks the graph with
+them as hnswlib's ``filter=`` when the filter is broad (``ltm_search.filter_on_graph``).
 
 All public methods are thread-safe (a readers-writer lock: hnswlib forbids a query
 concurrent with an insert). ``save`` is atomic: it writes a temporary file in the target's
@@ -31,17 +36,18 @@ Files are NumPy ``.npz`` archives read with ``allow_pickle=False``: loading neve
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from agemem_gym.error import InvalidConfig, MemoryFull
-from agemem_gym.memory import ltm_file
+from agemem_gym.memory import ltm_checks, ltm_file
 from agemem_gym.memory.embedders import Embedder, make_embedder
+from agemem_gym.memory.ltm_meta import MetadataIndex, check_metadata
+from agemem_gym.memory.ltm_search import best_k, filter_on_graph, order_hits, score_rows, unit_query, unit_rows
 from agemem_gym.memory.rwlock import RWLock
 
 __all__ = ["MemoryItem", "LongTermMemory", "AUTO_HNSW_THRESHOLD"]
@@ -70,41 +76,38 @@ class MemoryItem:
     score: float = 0.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Entry:
+    id: str
     content: str
     metadata: dict[str, Any]
     label: int
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    """Row-normalise; an all-zero row becomes the first basis vector (cosine stays defined)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    zero = norms[:, 0] == 0.0
-    out = vectors / np.where(norms == 0.0, 1.0, norms)
-    if zero.any():
-        out[zero] = 0.0
-        out[zero, 0] = 1.0
-    return out
+def _item(entry: _Entry, score: float) -> MemoryItem:
+    return MemoryItem(entry.id, entry.content, dict(entry.metadata), score)
 
 
-def _check_metadata(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidConfig(f"metadata must be a dict, got {type(metadata).__name__}")
-    if not all(isinstance(k, str) for k in metadata):
-        raise InvalidConfig("metadata keys must be strings")
-    try:
-        json.dumps(dict(metadata))
-    except (TypeError, ValueError) as exc:
-        raise InvalidConfig(f"metadata must be JSON-serialisable: {exc}") from exc
-    return dict(metadata)
+_new_object = object.__new__
 
 
-def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
-    return not wanted or all(k in metadata and metadata[k] == v for k, v in wanted.items())
+def _hits(by_label: dict[int, _Entry], labels: list[int], scores: list[float]) -> list[MemoryItem]:
+    """The search results as items, equal to ``_item(by_label[label], score)`` for each hit.
+
+    Fills each frozen item's ``__dict__`` directly: the generated ``__init__`` (one
+    ``object.__setattr__`` call per field) costs more than the rest of a search's Python work.
+    """
+    items = []
+    for label, score in zip(labels, scores):
+        entry = by_label[label]
+        item = _new_object(MemoryItem)
+        fields = item.__dict__
+        fields["id"] = entry.id
+        fields["content"] = entry.content
+        fields["metadata"] = entry.metadata.copy()
+        fields["score"] = score
+        items.append(item)
+    return items
 
 
 class LongTermMemory:
@@ -175,13 +178,15 @@ class LongTermMemory:
         self.seed = int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._entries: dict[str, _Entry] = {}
-        self._label_ids: dict[int, str] = {}
+        self._by_label: dict[int, _Entry] = {}
+        self._meta = MetadataIndex()  # metadata key -> value -> labels, for filtered search
         self._issued: set[str] = set()
         self._vectors = np.zeros((64, self.dim), dtype=np.float32)
         self._alive = np.zeros(64, dtype=bool)
         self._next_label = 0
         self._index: Any = None  # hnswlib.Index once built
         self._index_deleted = 0  # tombstones inside the hnsw graph
+        self._index_ef = -1  # the ef last given to the graph (load sets it on its own)
         if self.backend == "hnsw":
             self._build_index()
 
@@ -227,21 +232,31 @@ class LongTermMemory:
         )
         index.set_num_threads(1)  # multi-threaded construction is not reproducible
         index.set_ef(self.hnsw_params["ef"])
+        self._index_ef = self.hnsw_params["ef"]
         if len(live):
             index.add_items(self._vectors[live], live.astype(np.int64), num_threads=1)
         self._index = index
         self._index_deleted = 0
 
-    def _index_add(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+    def _index_add(self, vectors: np.ndarray, first: int) -> None:
         index = self._index
-        for vec, label in zip(vectors, labels):
+        for i in range(len(vectors)):
+            row, label = vectors[i : i + 1], np.array([first + i])
             if self._index_deleted > 0:
-                index.add_items(vec[None, :], np.array([label]), num_threads=1, replace_deleted=True)
+                index.add_items(row, label, num_threads=1, replace_deleted=True)
                 self._index_deleted -= 1
                 continue
             if index.element_count >= index.get_max_elements():
                 index.resize_index(2 * index.get_max_elements())
-            index.add_items(vec[None, :], np.array([label]), num_threads=1)
+            index.add_items(row, label, num_threads=1)
+
+    def _graph_searchable(self, n_live: int) -> bool:
+        if self._index is None or (self.backend != "hnsw" and n_live < self.auto_threshold):
+            return False
+        if self._index_ef != self.hnsw_params["ef"]:  # the beam width was changed since the build
+            self._index.set_ef(self.hnsw_params["ef"])
+            self._index_ef = self.hnsw_params["ef"]
+        return True
 
     def _maybe_compact(self) -> None:
         rows = self._next_label
@@ -260,10 +275,17 @@ class LongTermMemory:
         remap = {int(old): new for new, old in enumerate(live)}
         for entry in self._entries.values():
             entry.label = remap[entry.label]
-        self._label_ids = {e.label: mid for mid, e in self._entries.items()}
+        self._by_label = {e.label: e for e in self._entries.values()}
+        self._meta = self._index_metadata()
         self._vectors, self._alive, self._next_label = vectors, alive, len(live)
         if self._index is not None:
             self._build_index()
+
+    def _index_metadata(self) -> MetadataIndex:
+        meta = MetadataIndex()
+        for entry in self._entries.values():
+            meta.add(entry.label, entry.metadata)
+        return meta
 
     # ------------------------------------------------------------------ writes
     def add(self, content: str, metadata: dict[str, Any] | None = None, *, embedding: np.ndarray | None = None) -> str:
@@ -277,8 +299,14 @@ class LongTermMemory:
         Returns:
             The new id, e.g. ``"mem_3fa2c1d0"``.
         """
-        vec = None if embedding is None else np.asarray(embedding, dtype=np.float32)[None, :]
-        return self.add_many([content], [metadata], embeddings=vec)[0]
+        if embedding is None:
+            return self.add_many([content], [metadata])[0]
+        if not isinstance(content, str):
+            raise InvalidConfig("contents must be strings")
+        vec = np.asarray(embedding, dtype=np.float32)
+        if vec.shape != (self.dim,):
+            raise InvalidConfig(f"embeddings must have shape (1, {self.dim}), got {(1, *vec.shape)}")
+        return self._add_rows([content], [check_metadata(metadata)], unit_query(vec)[None, :])[0]
 
     def add_many(
         self,
@@ -300,7 +328,7 @@ class LongTermMemory:
         contents = list(contents)
         if not all(isinstance(c, str) for c in contents):
             raise InvalidConfig("contents must be strings")
-        metas = [_check_metadata(m) for m in (metadatas or [None] * len(contents))]
+        metas = [check_metadata(m) for m in (metadatas or [None] * len(contents))]
         if len(metas) != len(contents):
             raise InvalidConfig(f"got {len(contents)} contents but {len(metas)} metadata dicts")
         if embeddings is None:
@@ -309,23 +337,27 @@ class LongTermMemory:
             vecs = np.asarray(embeddings, dtype=np.float32)
             if vecs.shape != (len(contents), self.dim):
                 raise InvalidConfig(f"embeddings must have shape ({len(contents)}, {self.dim}), got {vecs.shape}")
-        vecs = _unit(vecs)
+        return self._add_rows(contents, metas, unit_rows(vecs))
+
+    def _add_rows(self, contents: list[str], metas: list[dict[str, Any]], vecs: np.ndarray) -> list[str]:
+        """Store validated entries with their unit vectors (the write-locked half of ``add_many``)."""
+        n = len(contents)
         with self._lock.write():
-            if self.max_entries is not None and len(self._entries) + len(contents) > self.max_entries:
+            if self.max_entries is not None and len(self._entries) + n > self.max_entries:
                 raise MemoryFull(f"the memory is full ({self.max_entries} entries)")
-            self._ensure_rows(len(contents))
-            labels = np.arange(self._next_label, self._next_label + len(contents), dtype=np.int64)
-            self._vectors[labels] = vecs
-            self._alive[labels] = True
-            self._next_label += len(contents)
+            self._ensure_rows(n)
+            first = self._next_label
+            self._vectors[first : first + n] = vecs
+            self._alive[first : first + n] = True
+            self._next_label += n
             ids = []
-            for content, meta, label in zip(contents, metas, labels):
-                mid = self._new_id()
-                self._entries[mid] = _Entry(content, meta, int(label))
-                self._label_ids[int(label)] = mid
-                ids.append(mid)
+            for label, content, meta in zip(range(first, first + n), contents, metas):
+                entry = _Entry(self._new_id(), content, meta, label)
+                self._entries[entry.id] = self._by_label[label] = entry
+                self._meta.add(label, meta)
+                ids.append(entry.id)
             if self._index is not None:
-                self._index_add(vecs, labels)
+                self._index_add(vecs, first)
             elif self._hnsw_wanted():
                 self._build_index()
             return ids
@@ -343,21 +375,24 @@ class LongTermMemory:
         """
         if not isinstance(memory_id, str) or memory_id not in self._entries:
             return False
-        meta = _check_metadata(metadata)
+        meta = check_metadata(metadata)
         if content is not None and not isinstance(content, str):
             raise InvalidConfig(f"content must be a str or None, got {type(content).__name__}")
-        vec = _unit(self._embed([content])) if content is not None else None
+        vec = unit_rows(self._embed([content])) if content is not None else None
         with self._lock.write():
             entry = self._entries.get(memory_id)
             if entry is None:  # deleted by another thread meanwhile
                 return False
-            if vec is not None:
-                entry.content = content  # type: ignore[assignment]
+            if content is not None and vec is not None:
+                entry.content = content
                 self._vectors[entry.label] = vec[0]
                 if self._index is not None:
                     # hnswlib updates a live label in place
                     self._index.add_items(vec, np.array([entry.label]), num_threads=1)
-            entry.metadata.update(meta)
+            if meta:
+                self._meta.remove(entry.label, {k: entry.metadata[k] for k in meta if k in entry.metadata})
+                entry.metadata.update(meta)
+                self._meta.add(entry.label, meta)
             return True
 
     def delete(self, memory_id: str) -> bool:
@@ -370,7 +405,8 @@ class LongTermMemory:
                 return False
             self._alive[entry.label] = False
             self._vectors[entry.label] = 0.0
-            del self._label_ids[entry.label]
+            del self._by_label[entry.label]
+            self._meta.remove(entry.label, entry.metadata)
             if self._index is not None:
                 self._index.mark_deleted(entry.label)
                 self._index_deleted += 1
@@ -391,7 +427,7 @@ class LongTermMemory:
 
     def __iter__(self) -> Iterator[MemoryItem]:
         with self._lock.read():
-            items = [MemoryItem(mid, e.content, dict(e.metadata)) for mid, e in self._entries.items()]
+            items = [_item(e, 0.0) for e in self._entries.values()]
         return iter(items)
 
     def ids(self) -> list[str]:
@@ -403,7 +439,7 @@ class LongTermMemory:
         """The entry with ``memory_id``, or ``None``."""
         with self._lock.read():
             entry = self._entries.get(memory_id) if isinstance(memory_id, str) else None
-            return None if entry is None else MemoryItem(memory_id, entry.content, dict(entry.metadata))
+            return None if entry is None else _item(entry, 0.0)
 
     def embedding(self, memory_id: str) -> np.ndarray | None:
         """A copy of the stored unit vector of ``memory_id``, or ``None``."""
@@ -430,66 +466,58 @@ class LongTermMemory:
         self, vector: np.ndarray, top_k: int = 3, metadata_filter: dict[str, Any] | None = None
     ) -> list[MemoryItem]:
         """Like :meth:`search` with a precomputed query vector."""
-        if int(top_k) < 1:
+        top_k = int(top_k)
+        if top_k < 1:
             return []
-        query = _unit(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.dim:
             raise InvalidConfig(f"query vector has dim {query.shape[0]}, expected {self.dim}")
         with self._lock.read():
-            labels, scores = self._search_labels(query, int(top_k), metadata_filter)
-            items = []
-            for label, score in zip(labels.tolist(), scores.tolist()):
-                mid = self._label_ids[label]
-                entry = self._entries[mid]
-                items.append(MemoryItem(mid, entry.content, dict(entry.metadata), float(score)))
-            return items
+            labels, scores = self._search_labels(query, top_k, metadata_filter)
+            return _hits(self._by_label, labels, scores)
 
     def _search_labels(
         self, query: np.ndarray, top_k: int, metadata_filter: dict[str, Any] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[list[int], list[float]]:
+        """Labels and scores of the best hits for a raw (not yet normalised) ``(dim,)`` query."""
+        if not np.dot(query, query):
+            query = unit_query(query)  # the zero vector stands for the first basis vector
         if metadata_filter:
-            cand = np.array(
-                sorted(e.label for e in self._entries.values() if _matches(e.metadata, metadata_filter)),
-                dtype=np.int64,
-            )
-            return self._exact(query, top_k, cand)
+            return self._search_filtered(query, top_k, metadata_filter)
         n_live = len(self._entries)
-        use_hnsw = self._index is not None and (self.backend == "hnsw" or n_live >= self.auto_threshold)
-        if not use_hnsw or top_k >= n_live:
+        if top_k >= n_live or not self._graph_searchable(n_live):
             return self._exact(query, top_k, None)
-        self._index.set_ef(max(self.hnsw_params["ef"], top_k))
         try:
-            labels, dists = self._index.knn_query(query, k=top_k, num_threads=1)
+            # hnswlib normalises the query itself, and searches with max(ef, k): no per-query
+            # set_ef (it would race between readers). Positional arguments parse faster.
+            labels, dists = self._index.knn_query(query, top_k, 1)
         except RuntimeError:
             # hnswlib cannot fill k results when tombstones cut the graph; fall back.
             return self._exact(query, top_k, None)
-        scores = 1.0 - dists[0]
-        order = np.lexsort((labels[0], -scores))
-        return labels[0][order].astype(np.int64), scores[order]
+        return order_hits(labels[0], dists[0])
 
-    def _exact(self, query: np.ndarray, top_k: int, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if candidates is None:
-            # Score the contiguous block (a fancy-indexed copy of all rows would cost more
-            # than the product itself) and push dead rows to the bottom.
-            n_valid = len(self._entries)
-            candidates = np.arange(self._next_label)
-            scores = self._vectors[: self._next_label] @ query
-            if n_valid < self._next_label:
-                scores[~self._alive[: self._next_label]] = -np.inf
-        else:
-            n_valid = len(candidates)
-            scores = self._vectors[candidates] @ query
-        k = min(top_k, n_valid)
-        if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if k < len(candidates):
-            part = np.argpartition(-scores, k - 1)[:k]
-            # argpartition does not order ties; take every candidate tied with the k-th
-            part = np.flatnonzero(scores >= scores[part].min())
-        else:
-            part = np.arange(len(candidates))
-        order = part[np.lexsort((candidates[part], -scores[part]))][:k]
-        return candidates[order].astype(np.int64), scores[order]
+    def _search_filtered(self, query: np.ndarray, top_k: int, wanted: dict[str, Any]) -> tuple[list[int], list[float]]:
+        candidates = self._meta.lookup(wanted, lambda label: self._by_label[label].metadata)
+        if not candidates:
+            return [], []
+        n_live = len(self._entries)
+        if filter_on_graph(len(candidates), n_live, top_k) and self._graph_searchable(n_live):
+            try:
+                labels, dists = self._index.knn_query(query, top_k, 1, candidates.__contains__)
+                return order_hits(labels[0], dists[0])
+            except RuntimeError:
+                pass  # the walk found fewer than top_k matches: score every candidate instead
+        return self._exact(query, top_k, self._meta.as_array(candidates))
+
+    def _exact(self, query: np.ndarray, top_k: int, candidates: np.ndarray | None) -> tuple[list[int], list[float]]:
+        query = unit_query(query)
+        if candidates is not None:
+            return best_k(score_rows(self._vectors, candidates, query), candidates, min(top_k, len(candidates)))
+        rows = np.arange(self._next_label)  # score every row, then push dead rows to the bottom
+        scores = score_rows(self._vectors, rows, query)
+        if len(self._entries) < len(rows):
+            scores[~self._alive[: len(rows)]] = -np.inf
+        return best_k(scores, rows, min(top_k, len(self._entries)))
 
     # ------------------------------------------------------------------ checks
     def stats(self) -> dict[str, Any]:
@@ -506,21 +534,7 @@ class LongTermMemory:
     def check_invariants(self) -> None:
         """Raise ``AssertionError`` if the index and the entries disagree."""
         with self._lock.read():
-            live = set(np.flatnonzero(self._alive[: self._next_label]).tolist())
-            labels = {e.label for e in self._entries.values()}
-            if live != labels:
-                raise AssertionError(f"alive rows {len(live)} != entry labels {len(labels)}")
-            if set(self._label_ids) != labels or any(self._label_ids[e.label] != m for m, e in self._entries.items()):
-                raise AssertionError("label -> id table out of sync")
-            if not set(self._entries) <= self._issued:
-                raise AssertionError("an entry id was never issued")
-            if self._index is not None:
-                count = self._index.element_count - self._index_deleted
-                if count != len(self._entries):
-                    raise AssertionError(f"hnsw holds {count} live points, entries {len(self._entries)}")
-            norms = np.linalg.norm(self._vectors[sorted(labels)], axis=1) if labels else np.ones(0)
-            if not np.allclose(norms, 1.0, atol=1e-4):
-                raise AssertionError("a stored vector is not unit-length")
+            ltm_checks.check_store(self)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -580,5 +594,6 @@ class LongTermMemory:
         self._alive[labels] = True
         self._next_label = next_label
         for mid, content, meta, label in zip(ids, contents, metas, labels.tolist()):
-            self._entries[mid] = _Entry(content, dict(meta), int(label))
-            self._label_ids[int(label)] = mid
+            entry = _Entry(mid, content, dict(meta), int(label))
+            self._entries[mid] = self._by_label[entry.label] = entry
+            self._meta.add(entry.label, entry.metadata)
