@@ -338,6 +338,40 @@ class TurnGrammar:
         allowed[rows, :n] = bits[rows, :n]
         return allowed
 
+    def masks_many(self, texts: Sequence[str], token_lists: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """:meth:`masks` of many sampled turns at once, on the engine's thread pool.
+
+        All turns advance in lockstep; each step's masks and token consumptions are computed in
+        parallel.
+
+        Args:
+            texts: The grammar text of each turn.
+            token_lists: The sampled tokens of each turn.
+
+        Returns:
+            One ``(len(tokens), V)`` bool tensor per turn, equal to :meth:`masks`'s.
+
+        Raises:
+            ValueError: A token its grammar rejects.
+        """
+        llg_torch = _llguidance_torch()
+        matchers = [self.matcher(t) for t in texts]
+        rows: list[list[torch.Tensor]] = [[] for _ in texts]
+        for step in range(max((len(t) for t in token_lists), default=0)):
+            live = [i for i, tokens in enumerate(token_lists) if step < len(tokens)]
+            words = llg_torch.allocate_token_bitmask(len(texts), self.vocab_size)
+            llg_torch.fill_next_token_bitmask_par(self._executor, [(matchers[i], i) for i in live], words)
+            bits = ((words[:, :, None] >> self._bits) & 1).flatten(1)[:, : self.vocab_size].bool()
+            consumed = llg_torch.consume_token_par(
+                self._executor, [(matchers[i], int(token_lists[i][step])) for i in live]
+            )
+            for i, ok in zip(live, consumed):
+                if not ok:
+                    token = token_lists[i][step]
+                    raise ValueError(f"token {token} is not allowed by the turn grammar: {matchers[i].get_error()}")
+                rows[i].append(bits[i])
+        return [torch.stack(r) if r else torch.zeros((0, self.vocab_size), dtype=torch.bool) for r in rows]
+
     def masks(self, text: str, tokens: Sequence[int]) -> torch.Tensor:
         """``(len(tokens), V)`` bool: row ``t`` holds the tokens allowed before token ``t``.
 

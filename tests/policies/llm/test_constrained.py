@@ -290,3 +290,21 @@ def test_parallel_row_masks_equal_one_row_at_a_time(tiny):
         own = grammar.allowed(matchers[i])
         assert torch.equal(rows[i, : grammar.vocab_size], own) and not rows[i, grammar.vocab_size :].any()
     assert not torch.equal(rows[0], rows[2])  # different states, different masks
+
+
+def test_masks_of_many_turns_at_once_equal_one_turn_at_a_time(tiny):
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    turns = [
+        "<think>ab</think><answer>Paris</answer>",
+        '<think>x</think><tool_call>[{"name": "Add_memory", "arguments": {"content": "Paris"}}]</tool_call>',
+        "<think></think><answer>no</answer>",
+    ]
+    texts = [grammar.text(), grammar.text(), grammar.text_for({"stage": 3, "rounds_left": 1})]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in turns]
+    many = grammar.masks_many(texts, ids)
+    for text, tokens, got in zip(texts, ids, many):
+        assert torch.equal(got, grammar.masks(text, tokens))
+    assert grammar.masks_many([], []) == []
+    with pytest.raises(ValueError, match="not allowed"):  # a tool call where only an answer fits
+        grammar.masks_many([texts[2]], [ids[1]])
