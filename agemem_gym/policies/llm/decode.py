@@ -125,7 +125,7 @@ def sample_tokens(
         full = torch.zeros((batch or scores.shape[0], scores.shape[1]), device=scores.device)
         full[:, 0] = 1.0  # finished rows still take a draw, as in generate: the stream stays aligned
         full[index] = logp.exp()
-        tokens = torch.multinomial(full.cpu(), 1, generator=generator)[:, 0].to(scores.device)[index]
+        tokens = torch.multinomial(full, 1, generator=generator)[:, 0][index]
     else:
         tokens = scaled.argmax(-1)
     return tokens, logp.gather(1, tokens[:, None])[:, 0]
@@ -234,7 +234,8 @@ class _Batch:
         self.model, self.kwarg = model, _cache_kwarg(model)
         device = next(model.parameters()).device
         rows, steps = len(kvs), settings.max_new_tokens
-        self.cache, self.pads, self.width = batch_cache(kvs, steps)
+        # room for a short turn; longer ones grow the buffers by doubling (most turns stop early)
+        self.cache, self.pads, self.width = batch_cache(kvs, min(steps, 128))
         self.mask = torch.ones((rows, self.width + steps), dtype=torch.long, device=device)
         for i, pad in enumerate(self.pads):
             self.mask[i, :pad] = 0
@@ -295,7 +296,7 @@ def decode_turns(
         grammars: Per row, the turn grammar text (``None``: unconstrained).
         settings: Budget, sampling, stops and the compiled grammars.
         store: Prefix store to read from and write to; ``None`` prefills every prompt in full.
-        generator: Seeded CPU generator for the sampling uniforms.
+        generator: Seeded generator on the model's device, for sampling.
 
     Returns:
         The turns, their log-probs and the number of prompt tokens prefilled.

@@ -115,6 +115,15 @@ class _StopTracker:
         return self.done.to(input_ids.device).clone()
 
 
+def _check_full_attention(model: Any) -> None:
+    """The decode loop keeps every position of every layer: no sliding-window or linear layers."""
+    config: Any = getattr(model, "config", None)
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        raise InvalidConfig(f"HFPolicy decodes full-attention models only; this one has layers {sorted(kinds)}")
+
+
 class HFPolicy(BasePolicy):
     """A transformers causal LM as a policy for memory environments.
 
@@ -140,8 +149,9 @@ class HFPolicy(BasePolicy):
             (:mod:`agemem_gym.policies.llm.prefix_cache`): each prompt prefills only the tokens
             after its longest common prefix with a stored sequence. Tokens and log-probs are
             those of a full prefill up to float rounding; ``False`` prefills every prompt in full.
-        prefix_cache_entries: Most sequences stored (one per env playing in lockstep is
-            enough; each holds its whole context's keys and values).
+        prefix_cache_entries: Fewest sequences stored; a call with more observations raises it to
+            their number plus ``batch_size`` (one per stream is enough: a stream's next turn
+            replaces its last). Each holds its whole context's keys and values.
 
     Attributes:
         prompt_tokens: Prompt tokens requested so far (every turn's full prompt).
@@ -176,6 +186,7 @@ class HFPolicy(BasePolicy):
             raise InvalidConfig(f"tools must be True, False or 'auto', got {tools!r}")
         if getattr(tokenizer, "chat_template", None) is None:
             raise InvalidConfig("the tokenizer has no chat template; set tokenizer.chat_template first")
+        _check_full_attention(model)
         self.model = model
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
@@ -202,6 +213,7 @@ class HFPolicy(BasePolicy):
         self.mask_seconds = 0.0  # time spent computing grammar masks (for overhead reports)
         self.prompt_tokens = 0
         self.prefill_tokens = 0
+        self.prefix_cache_entries = int(prefix_cache_entries)
         self.prefix_cache: PrefixCache | None = None
         if prefix_cache:
             from agemem_gym.policies.llm.prefix_cache import PrefixCache
@@ -271,6 +283,10 @@ class HFPolicy(BasePolicy):
             One record per observation.
         """
         prompts = [self.encode(o) for o in observations]
+        if self.prefix_cache is not None:
+            # one sequence per stream, plus the chunk's prompts in flight: fewer would evict a
+            # stream's context before its next turn
+            self.prefix_cache.max_entries = max(self.prefix_cache_entries, len(prompts) + self.batch_size)
         grammars = [self.grammar_text(i) for i in (infos or [{}] * len(prompts))]
         records: list[TurnRecord] = []
         for start in range(0, len(prompts), self.batch_size):
@@ -294,7 +310,9 @@ class HFPolicy(BasePolicy):
             frozenset(self.eos_ids),
             self.grammar,
         )
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._calls)
+        device = next(self.model.parameters()).device
+        # the stream model.generate drew from after torch.manual_seed (on the GPU too)
+        generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + self._calls)
         self._calls += 1
         with torch.no_grad():
             out = decode_turns(self.model, prompts, grammars, settings, self.prefix_cache, generator)
@@ -310,9 +328,9 @@ class HFPolicy(BasePolicy):
             )
         return records
 
-    def _weights_stamp(self) -> tuple[tuple[int, int], ...]:
-        """Identity and in-place version of every parameter: it changes with each optimizer step."""
-        return tuple((id(p), p._version) for p in self.model.parameters())
+    def _weights_stamp(self) -> tuple[tuple[int, int, int], ...]:
+        """Identity, storage and in-place version of every parameter (a step, a load or a move changes it)."""
+        return tuple((id(p), p.data_ptr(), p._version) for p in self.model.parameters())
 
     def clear_prefix_cache(self) -> None:
         """Forget the stored prefixes (done automatically when the weights change)."""

@@ -185,3 +185,65 @@ def test_smollm2_cached_turns_equal_full_prefill():
         for a, b in zip(a_turn, b_turn):
             assert a.response_ids == b.response_ids
             assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
+
+
+def test_roomy_cache_grows_in_place_and_drops_rows():
+    from agemem_gym.policies.llm.decode import batch_cache
+
+    g = torch.Generator().manual_seed(0)
+    kvs = [[(torch.randn(1, 2, n, 4, generator=g), torch.randn(1, 2, n, 4, generator=g))] for n in (3, 5)]
+    cache, pads, width = batch_cache(kvs, room=2)
+    assert (pads, width) == ([2, 0], 5)
+    layer = cache.layers[0]
+    assert torch.equal(layer.keys[0, :, 2:], kvs[0][0][0][0]) and not layer.keys[0, :, :2].any()
+    steps = [torch.randn(2, 2, 1, 4, generator=g) for _ in range(7)]  # past the room: the buffer doubles
+    for s in steps:
+        keys, _ = layer.update(s, s)
+    assert keys.shape[2] == 12 and cache.get_seq_length() == 12
+    assert torch.equal(keys[:, :, 5:], torch.cat(steps, dim=2))
+    layer.select(torch.tensor([1]))
+    assert torch.equal(layer.keys[0, :, :5], kvs[1][0][0][0]) and layer.keys.shape[0] == 1
+
+
+def test_turns_equal_model_generate(tiny):
+    """An independent reference: transformers' own generate, left-padded, same seed, same stream."""
+    model, tok = tiny
+    prompts = [
+        tok(t, add_special_tokens=False)["input_ids"]
+        for t in ("<|im_start|>user\nRemember the colour blue.<|im_end|>\n<|im_start|>assistant\n", "Hello there, a")
+    ]
+    policy = HFPolicy(model, tok, max_new_tokens=150, temperature=0.9, seed=7, stop_strings=())
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = (torch.arange(width)[None] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    for do_sample in (False, True):
+        policy.do_sample = do_sample
+        policy.reseed(7)
+        records = policy._generate_chunk(prompts, [None, None])
+        torch.manual_seed(7 * 1_000_003)
+        sampling = {"do_sample": True, "temperature": 0.9, "top_k": 0, "top_p": 1.0} if do_sample else {}
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=150, pad_token_id=tok.pad_token_id, **sampling
+        )
+        for rec, row in zip(records, out[:, width:].tolist()):
+            assert list(rec.response_ids) == row[: len(rec.response_ids)]
+        assert max(len(r.response_ids) for r in records) > 128  # past the decode buffer's first room
+
+
+def test_sliding_window_models_are_refused_and_the_store_fits_the_streams(tiny):
+    import types
+
+    from transformers import Qwen2Config
+
+    from agemem_gym.error import InvalidConfig
+    from agemem_gym.policies.llm.hf_policy import _check_full_attention
+
+    sliding = Qwen2Config(num_hidden_layers=2, use_sliding_window=True, sliding_window=64, max_window_layers=1)
+    with pytest.raises(InvalidConfig, match="full-attention"):
+        _check_full_attention(types.SimpleNamespace(config=sliding))
+    _check_full_attention(types.SimpleNamespace(config=Qwen2Config(num_hidden_layers=2)))
+    model, tok = tiny
+    policy = HFPolicy(model, tok, max_new_tokens=2, do_sample=False, batch_size=2, prefix_cache_entries=1)
+    obs = [({"role": "user", "content": f"Hello {i}"},) for i in range(5)]
+    policy.generate(obs, [{}] * 5)
+    assert policy.prefix_cache.max_entries == 5 + 2
