@@ -92,7 +92,7 @@ def _envs(tok, n):
 
 def _compare(tiny, do_sample):
     model, tok = tiny
-    kwargs = dict(max_new_tokens=24, temperature=0.8, do_sample=do_sample, constrained=True, grammar_limits=LIMITS)
+    kwargs = dict(max_new_tokens=16, temperature=0.8, do_sample=do_sample, constrained=True, grammar_limits=LIMITS)
     runs = {}
     for cached in (False, True):
         policy = HFPolicy(model, tok, seed=3, prefix_cache=cached, **kwargs)
