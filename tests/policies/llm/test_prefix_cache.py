@@ -179,8 +179,10 @@ def test_smollm2_cached_turns_equal_full_prefill():
     turns = {}
     for cached in (False, True):
         policy = HFPolicy(model, tok, max_new_tokens=24, do_sample=False, constrained=True, prefix_cache=cached)
-        envs = [gym.make("AgeMem/HotpotQA-v0", tokenizer=tok, num_distractors=1, max_rounds=1) for _ in range(2)]
+        # one Stage-1 message, then the reset, a distractor that Filter_context drops, the question
+        envs = [gym.make("AgeMem/HotpotQA-Single-v0", tokenizer=tok, num_distractors=2, max_rounds=1) for _ in range(2)]
         turns[cached] = play(policy, envs, [0, 0])
+    assert len(turns[True]) >= 4
     for a_turn, b_turn in zip(turns[False], turns[True]):
         for a, b in zip(a_turn, b_turn):
             assert a.response_ids == b.response_ids
