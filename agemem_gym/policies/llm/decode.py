@@ -9,14 +9,17 @@ our control:
    keys and values are stored at once, so the next prompt of the chunk (the K rollouts of a
    GRPO group share their first prompt) forks it instead of prefilling it again. One
    prompt per forward also means no padding enters a prefill.
-2. **Decode, batched.** The rows' caches are left-padded into one buffer with room for the
-   whole turn (appends write in place; ``DynamicCache`` would copy the cache every step),
-   with explicit position ids and an attention mask over the padding. Finished rows leave
+2. **Decode, batched.** The rows' caches are left-padded into one buffer with room to grow
+   (appends write in place and the room doubles when full; ``DynamicCache`` would copy the
+   whole cache every step), with explicit position ids and an attention mask over the
+   padding (zeros, never attended). Finished rows leave
    the batch; their prompt + turn is stored for the next turn.
 3. **Sampling** is ``softmax(mask(logits) / T)`` (the grammar mask, then the temperature; no
    top-k / top-p, so the trainer recomputes exactly this distribution), drawn from a seeded
    ``torch.Generator`` the way ``model.generate`` drew (one multinomial over every row of
    the call per step), so a seed samples the same turns with the cache on or off.
+
+Needs a full-attention decoder and transformers' layered cache (``DynamicCache.layers``).
 """
 
 from __future__ import annotations
