@@ -10,17 +10,26 @@ recomputes).
 Generation stops at the model's end-of-turn token or right after a closing
 ``</tool_call>``, ``</answer>`` or ``</action>`` tag, whichever comes first; the stop
 position is tracked per sequence, so padding after a finished turn never enters the data.
+
+Turns are decoded by :func:`agemem_gym.policies.llm.decode.decode_turns`, which prefills
+each prompt from the longest prefix it has already computed (the previous turn of the same
+episode, a sibling rollout of the same GRPO group, the shared system prompt), so a
+30-turn episode prefills its unique tokens once instead of its whole context every turn.
+``prefill_tokens`` / ``prompt_tokens`` count what was run and what was asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from agemem_gym.error import InvalidConfig, missing_dependency
 from agemem_gym.policies.base import BasePolicy, Observation
-from agemem_gym.tools import ADD_MEMORY, tool_schemas
+from agemem_gym.tools import lists_tools, tool_schemas
+
+if TYPE_CHECKING:
+    from agemem_gym.policies.llm.prefix_cache import PrefixCache
 
 __all__ = ["HFPolicy", "TurnRecord", "DEFAULT_STOPS", "make_hf_policy", "render_prompt"]
 
@@ -62,7 +71,7 @@ def render_prompt(tokenizer: Any, observation: Observation, tools: bool | str = 
         The prompt text.
     """
     messages = [{"role": m["role"], "content": m["content"]} for m in observation]
-    listed = bool(messages) and messages[0]["role"] == "system" and f'"name":"{ADD_MEMORY}"' in messages[0]["content"]
+    listed = bool(messages) and messages[0]["role"] == "system" and lists_tools(messages[0]["content"])
     use_tools = tools is True or (tools == "auto" and not listed)
     return tokenizer.apply_chat_template(
         messages, tools=tool_schemas() if use_tools else None, tokenize=False, add_generation_prompt=True
@@ -106,33 +115,13 @@ class _StopTracker:
         return self.done.to(input_ids.device).clone()
 
 
-class _LogprobRecorder:
-    """Records log p(sampled token) step by step, so ``generate`` need not keep every score.
-
-    It runs after the other processors (the grammar mask included); transformers applies the
-    temperature after custom processors, so the recorder divides by it itself (top-k and
-    top-p are off during rollouts). Memory stays O(batch × vocab) instead of
-    O(batch × steps × vocab).
-    """
-
-    def __init__(self, temperature: float) -> None:
-        self.temperature = temperature
-        self.steps: list[Any] = []
-        self._prev: Any = None
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self._prev is not None:
-            self.steps.append(self._prev.gather(1, input_ids[:, -1:])[:, 0].cpu())
-        self._prev = (scores.float() / self.temperature).log_softmax(-1)
-        return scores
-
-    def logprobs(self, sequences: Any) -> Any:
-        """``(batch, steps)`` log-probs of the generated tokens (call after ``generate``)."""
-        torch = _torch()
-        if self._prev is None:
-            return torch.zeros((sequences.shape[0], 0))
-        last = self._prev.gather(1, sequences[:, -1:])[:, 0].cpu()
-        return torch.stack(self.steps + [last], dim=1)
+def _check_full_attention(model: Any) -> None:
+    """The decode loop keeps every position of every layer: no sliding-window or linear layers."""
+    config: Any = getattr(model, "config", None)
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        raise InvalidConfig(f"HFPolicy decodes full-attention models only; this one has layers {sorted(kinds)}")
 
 
 class HFPolicy(BasePolicy):
@@ -156,6 +145,17 @@ class HFPolicy(BasePolicy):
             on for small ones.
         grammar_limits: :func:`~agemem_gym.policies.llm.constrained.turn_lark` limits (default:
             :func:`~agemem_gym.policies.llm.constrained.budget_limits` of ``max_new_tokens``).
+        prefix_cache: Reuse the keys and values of earlier prompts and turns
+            (:mod:`agemem_gym.policies.llm.prefix_cache`): each prompt prefills only the tokens
+            after its longest common prefix with a stored sequence. Tokens and log-probs are
+            those of a full prefill up to float rounding; ``False`` prefills every prompt in full.
+        prefix_cache_entries: Fewest sequences stored; a call with more observations raises it to
+            their number plus ``batch_size`` (one per stream is enough: a stream's next turn
+            replaces its last). Each holds its whole context's keys and values.
+
+    Attributes:
+        prompt_tokens: Prompt tokens requested so far (every turn's full prompt).
+        prefill_tokens: Prompt tokens actually run through the model so far.
     """
 
     name = "hf"
@@ -174,16 +174,19 @@ class HFPolicy(BasePolicy):
         seed: int = 0,
         constrained: bool = False,
         grammar_limits: Mapping[str, Any] | None = None,
+        prefix_cache: bool = True,
+        prefix_cache_entries: int = 16,
     ) -> None:
         _torch()
-        if max_new_tokens < 1 or batch_size < 1:
-            raise InvalidConfig("max_new_tokens and batch_size must be >= 1")
+        if max_new_tokens < 1 or batch_size < 1 or prefix_cache_entries < 1:
+            raise InvalidConfig("max_new_tokens, batch_size and prefix_cache_entries must be >= 1")
         if do_sample and temperature <= 0:
             raise InvalidConfig(f"temperature must be > 0 when sampling, got {temperature}")
         if tools not in (True, False, "auto"):
             raise InvalidConfig(f"tools must be True, False or 'auto', got {tools!r}")
         if getattr(tokenizer, "chat_template", None) is None:
             raise InvalidConfig("the tokenizer has no chat template; set tokenizer.chat_template first")
+        _check_full_attention(model)
         self.model = model
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
@@ -208,6 +211,15 @@ class HFPolicy(BasePolicy):
             limits = {**budget_limits(self.max_new_tokens), **dict(grammar_limits or {})}
             self.grammar = TurnGrammar(tokenizer, vocab, **limits)
         self.mask_seconds = 0.0  # time spent computing grammar masks (for overhead reports)
+        self.prompt_tokens = 0
+        self.prefill_tokens = 0
+        self.prefix_cache_entries = int(prefix_cache_entries)
+        self.prefix_cache: PrefixCache | None = None
+        if prefix_cache:
+            from agemem_gym.policies.llm.prefix_cache import PrefixCache
+
+            self.prefix_cache = PrefixCache(prefix_cache_entries)
+        self._stamp = self._weights_stamp()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "smollm2", **kwargs: Any) -> HFPolicy:
@@ -218,8 +230,13 @@ class HFPolicy(BasePolicy):
         return cls(model, tok, **kwargs)
 
     def reseed(self, seed: int) -> None:
-        """Restart the sampling stream (trainers reseed per step so resumed runs replay exactly)."""
+        """Restart the sampling stream (trainers reseed per step so resumed runs replay exactly).
+
+        The prefix cache starts empty again too: cached and full prefills agree only up to
+        float rounding, so a replay must not depend on what an earlier stream left there.
+        """
         self.seed, self._calls = int(seed), 0
+        self.clear_prefix_cache()
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -266,6 +283,10 @@ class HFPolicy(BasePolicy):
             One record per observation.
         """
         prompts = [self.encode(o) for o in observations]
+        if self.prefix_cache is not None:
+            # one sequence per stream, plus the chunk's prompts in flight: fewer would evict a
+            # stream's context before its next turn
+            self.prefix_cache.max_entries = max(self.prefix_cache_entries, len(prompts) + self.batch_size)
         grammars = [self.grammar_text(i) for i in (infos or [{}] * len(prompts))]
         records: list[TurnRecord] = []
         for start in range(0, len(prompts), self.batch_size):
@@ -275,55 +296,46 @@ class HFPolicy(BasePolicy):
 
     def _generate_chunk(self, prompts: list[list[int]], grammars: list[str | None]) -> list[TurnRecord]:
         torch = _torch()
+        from agemem_gym.policies.llm.decode import DecodeSettings, decode_turns
+
+        if self.prefix_cache is not None and self._weights_stamp() != self._stamp:
+            self.prefix_cache.clear()  # keys and values computed with other weights
+            self._stamp = self._weights_stamp()
+        settings = DecodeSettings(
+            self.tokenizer,
+            self.max_new_tokens,
+            self.temperature,
+            self.do_sample,
+            self.stop_strings,
+            frozenset(self.eos_ids),
+            self.grammar,
+        )
         device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: generation continues at the right edge
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        tracker = _StopTracker(self.tokenizer, self.stop_strings, width, len(prompts), self.eos_ids)
-        sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0, "top_p": 1.0}
-        from transformers import LogitsProcessorList
-
-        processors = LogitsProcessorList()
-        grammar_processor = None
-        if self.constrained:
-            from agemem_gym.policies.llm.constrained import GrammarLogitsProcessor
-
-            grammar_processor = GrammarLogitsProcessor(self.grammar, cast("list[str]", grammars))  # all set
-            processors.append(grammar_processor)
-        recorder = _LogprobRecorder(self.temperature if self.do_sample else 1.0)
-        processors.append(recorder)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed * 1_000_003 + self._calls)
-            self._calls += 1
-            with torch.no_grad():
-                out = self.model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=self.max_new_tokens,
-                    pad_token_id=pad,
-                    stopping_criteria=[tracker],
-                    return_dict_in_generate=True,
-                    logits_processor=processors,
-                    **(sampling if self.do_sample else {"do_sample": False}),
-                )
-        if grammar_processor is not None:
-            self.mask_seconds += grammar_processor.mask_seconds
-        generated = out.sequences[:, width:].cpu()
-        logps = recorder.logprobs(out.sequences)  # (batch, steps)
+        # the stream model.generate drew from after torch.manual_seed (on the GPU too)
+        generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + self._calls)
+        self._calls += 1
+        with torch.no_grad():
+            out = decode_turns(self.model, prompts, grammars, settings, self.prefix_cache, generator)
+        self.mask_seconds += out.mask_seconds
+        self.prompt_tokens += sum(len(p) for p in prompts)
+        self.prefill_tokens += out.prefilled
         records = []
         for i, prompt in enumerate(prompts):
-            n = tracker.lengths[i] or generated.shape[1]
-            resp = generated[i, :n].tolist()
-            lp = logps[i, :n].tolist()
+            resp = out.responses[i]
             text = self.tokenizer.decode([t for t in resp if t not in self.eos_ids], skip_special_tokens=False)
             records.append(
-                TurnRecord(tuple(prompt), tuple(resp), tuple(lp), text, bool(tracker.lengths[i]), grammars[i])
+                TurnRecord(tuple(prompt), tuple(resp), tuple(out.logprobs[i]), text, out.finished[i], grammars[i])
             )
         return records
+
+    def _weights_stamp(self) -> tuple[tuple[int, int, int], ...]:
+        """Identity, storage and in-place version of every parameter (a step, a load or a move changes it)."""
+        return tuple((id(p), p.data_ptr(), p._version) for p in self.model.parameters())
+
+    def clear_prefix_cache(self) -> None:
+        """Forget the stored prefixes (done automatically when the weights change)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
 
 _SMALL_MODELS = ("smollm2", "tiny")  # byte-level tokenizers llguidance can drive

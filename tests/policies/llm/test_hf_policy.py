@@ -150,3 +150,20 @@ def test_agemem_run_with_the_hf_policy(capsys):
         ]
     )
     assert code == 0 and "Episode metrics" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("tool_prompt", "schemas"), [("full", 0), ("compact", 0), (None, 6)])
+def test_render_prompt_adds_schemas_only_when_the_system_prompt_does_not_list_the_tools(tool_prompt, schemas):
+    """A compact or full tool list in the system prompt is not repeated through the template's ``tools=``."""
+    import copy
+
+    import gymnasium as gym
+
+    from agemem_gym.policies.llm.hf_policy import render_prompt
+    from agemem_gym.policies.llm.models import load_tokenizer
+
+    tok = copy.deepcopy(load_tokenizer("tiny-vocab"))
+    tok.chat_template = "tools={{ tools | length if tools else 0 }}"
+    kwargs = {"tools_in_system_prompt": False} if tool_prompt is None else {"tool_prompt": tool_prompt}
+    obs, _ = gym.make("AgeMem/Probe-Recall-v0", **kwargs).reset(seed=0)
+    assert render_prompt(tok, obs) == f"tools={schemas}"
