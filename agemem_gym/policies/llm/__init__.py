@@ -2,6 +2,9 @@
 
 - :mod:`~agemem_gym.policies.llm.hf_policy`: ``HFPolicy``, a Hugging Face causal LM that
   plays any env and records what training needs (prompt/response ids, log-probs);
+- :mod:`~agemem_gym.policies.llm.decode` and :mod:`~agemem_gym.policies.llm.prefix_cache`:
+  its prefill-and-decode loop, which prefills only the tokens after the longest prefix it
+  has already run (the last turn, a group's shared prompt, the system prompt);
 - :mod:`~agemem_gym.policies.llm.vllm_policy`: the same interface on vLLM (GPU);
 - :mod:`~agemem_gym.policies.llm.constrained`: grammar-constrained turns (llguidance);
 - :mod:`~agemem_gym.policies.llm.models`: model and tokenizer loading (the bundled
