@@ -124,6 +124,10 @@ class GRPOConfig:
     torch_threads: int = 0
     """CPU threads for torch (0: torch's default). 1 is much faster on a machine whose cores are
     busy with other work: oversubscribed OpenMP threads can slow each op down 10-20x."""
+    logprob_chunk_tokens: int = 256
+    """Response positions projected to the vocabulary at a time when scoring and updating: the
+    peak holds a ``chunk × vocab`` float32 block (50 MB at SmolLM2's 49k vocabulary), never one
+    per response token. The log-probs and gradients do not depend on it."""
 
     def __post_init__(self) -> None:
         # TOML has no null and the CLI passes text: "none" selects the unclipped objective

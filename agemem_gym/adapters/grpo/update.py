@@ -93,7 +93,14 @@ def score_logprobs(
         for start in range(0, len(rows), config.rows_per_micro_batch):
             micro = rows[start : start + config.rows_per_micro_batch]
             with autocast():
-                lp, _ = row_logprobs(model, micro, samples, pad_id=pad_id, temperature=config.temperature)
+                lp, _ = row_logprobs(
+                    model,
+                    micro,
+                    samples,
+                    pad_id=pad_id,
+                    temperature=config.temperature,
+                    chunk_tokens=config.logprob_chunk_tokens,
+                )
             for i, v in lp.items():
                 out[i] = v.detach().float().cpu()
     return [out[i] for i in range(len(samples))]
@@ -230,7 +237,13 @@ def _micro_batch(
     """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
     with autocast():
         lp, entropy = row_logprobs(
-            model, rows, mb.samples, pad_id=pad_id, temperature=config.temperature, with_entropy=True
+            model,
+            rows,
+            mb.samples,
+            pad_id=pad_id,
+            temperature=config.temperature,
+            with_entropy=True,
+            chunk_tokens=config.logprob_chunk_tokens,
         )
     loss, kl, clipped = _loss(lp, mb, config)
     loss.backward()
