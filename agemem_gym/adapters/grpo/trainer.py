@@ -38,9 +38,16 @@ from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
 from agemem_gym.adapters.grpo.metrics import episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups
 from agemem_gym.adapters.grpo.state import TrainState, build_state
-from agemem_gym.adapters.grpo.update import UPDATE_KEYS, reference_logprobs, score_logprobs, update_policy
+from agemem_gym.adapters.grpo.update import (
+    UPDATE_KEYS,
+    Progress,
+    micro_batches,
+    reference_logprobs,
+    score_logprobs,
+    update_policy,
+)
 
-__all__ = ["TrainResult", "train", "distractors_at"]
+__all__ = ["TrainResult", "StepProgress", "train", "distractors_at"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +65,8 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
 
     Args:
         config: Everything (presets: :data:`agemem_gym.adapters.grpo.config.PRESETS`).
-        progress: Show a tqdm bar (rank 0).
+        progress: Show tqdm bars (rank 0): one over the steps and, under it, one over the
+            current step's phase (rollout turns, scoring and update micro-batches).
 
     Returns:
         The run folder, the logged metrics, the last checkpoint and the plot.
@@ -72,17 +80,19 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
+    phases = StepProgress(progress and state.rank == 0)
     guard = InterruptGuard()
     try:
         with guard if state.world == 1 else nullcontext():  # one rank cannot save a checkpoint alone
             for step in bar:
                 snapshot = _rng_snapshot(state)
-                metrics = _train_step(state, step, guard)
+                metrics = _train_step(state, step, guard, phases)
                 _log(state, step, metrics, bar)
                 checkpoint = _checkpoint(state, step) or checkpoint
                 done, snapshot = step, None
                 guard.leave_critical()
     except KeyboardInterrupt:
+        phases.close()
         if state.world > 1:
             raise TrainingInterrupted(done, checkpoint, saved=False) from None
         _close_bar(bar)
@@ -90,15 +100,19 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
             _rng_restore(state, snapshot)
         raise _interrupted(state, done, checkpoint) from None
     finally:
+        phases.close()
         state.envs.close()
     return _finish(state, checkpoint)
 
 
-def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str, float]:
+def _train_step(
+    state: TrainState, step: int, guard: InterruptGuard, phases: StepProgress | None = None
+) -> dict[str, float]:
     """One GRPO step, from the curriculum to the optimizer; its metrics (SIGINT waits from the update on)."""
+    phases = phases or StepProgress(False)
     n_distractors = _schedule_distractors(state, step)
     t0 = time.perf_counter()
-    batch = _collect_rollouts(state, step)
+    batch = _collect_rollouts(state, step, phases.phase("rollout", None, "turn"))
     rollout_s = time.perf_counter() - t0
     _attach_advantages(batch, state.config)
     metrics = _rollout_metrics(batch, rollout_s)
@@ -107,9 +121,10 @@ def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str
     metrics["perf/informative_fraction"] = D.all_sum(informative) / max(1.0, D.all_sum(len(batch.samples)))
     samples = _training_samples(batch, state.config)
     _attach_masks(samples, state.policy.grammar)
-    mismatch = _attach_logprobs(state, samples, batch)
+    mismatch = _attach_logprobs(state, samples, batch, phases)
     guard.enter_critical()
-    metrics.update(_update(state, samples))
+    metrics.update(_update(state, samples, phases))
+    phases.close()
     metrics.update(_update_metrics(state.config, samples, n_distractors, mismatch, time.perf_counter() - t1))
     return metrics
 
@@ -132,7 +147,7 @@ def _schedule_distractors(state: TrainState, step: int) -> int:
     return n_distractors
 
 
-def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
+def _collect_rollouts(state: TrainState, step: int, on_turns: Progress | None = None) -> RolloutBatch:
     """This rank's share of B tasks × K rollouts, seeded by the step (a resumed run samples the same)."""
     config, k = state.config, state.config.group_size
     drawn = state.rng.choice(len(state.panel), size=config.tasks_per_step, replace=True)  # same on every rank
@@ -140,7 +155,7 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     state.model.eval()
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + step * config.tasks_per_step * k + state.rank * state.local_tasks * k
-    return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed)
+    return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed, on_turns=on_turns)
 
 
 def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
@@ -178,25 +193,34 @@ def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
             s.allowed = np.packbits(grammar.masks(s.grammar, s.response_ids).numpy(), axis=1)
 
 
-def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBatch) -> list[float]:
+def _attach_logprobs(
+    state: TrainState, samples: list[Sample], batch: RolloutBatch, phases: StepProgress | None = None
+) -> list[float]:
     """Score ``samples`` under π_old and the reference; return |trainer − rollout| log-prob gaps."""
-    config, pad_id = state.config, state.tokenizer.pad_token_id
+    config, pad_id, autocast = state.config, state.tokenizer.pad_token_id, state.autocast
+    phases, n_micro = phases or StepProgress(False), micro_batches(samples, config)
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
-    old = score_logprobs(state.model, samples, config, pad_id, state.autocast) if samples else []
+    old: list[torch.Tensor] = []
+    if samples:
+        old = score_logprobs(state.model, samples, config, pad_id, autocast, phases.phase("score π_old", n_micro))
     refs: Sequence[torch.Tensor | None] = [None] * len(samples)
     if samples and config.kl_beta > 0:
-        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id, state.autocast)
+        progress = phases.phase("score π_ref", n_micro)
+        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id, autocast, progress)
     for s, o, r in zip(samples, old, refs):
         s.old_logprobs, s.ref_logprobs = o, r
     return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
 
 
-def _update(state: TrainState, samples: list[Sample]) -> dict[str, float]:
+def _update(state: TrainState, samples: list[Sample], phases: StepProgress | None = None) -> dict[str, float]:
     """Update the policy on ``samples``; NaN metrics when no rank has a sample to train on."""
     if D.all_sum(len(samples)) > 0:  # the same decision on every rank
-        pad_id = state.tokenizer.pad_token_id
-        return update_policy(state.model, state.optimizer, samples, state.config, pad_id, state.rng, state.autocast)
+        config, pad_id = state.config, state.tokenizer.pad_token_id
+        # with several minibatches the rows depend on the shuffle: no total to show
+        total = micro_batches(samples, config) * config.update_epochs if config.minibatches == 1 else None
+        progress = (phases or StepProgress(False)).phase("update", total)
+        return update_policy(state.model, state.optimizer, samples, config, pad_id, state.rng, state.autocast, progress)
     return dict.fromkeys(UPDATE_KEYS, float("nan"))
 
 
@@ -283,6 +307,38 @@ def _bar(start: int, total: int, enabled: bool) -> Iterable[int]:
     from tqdm.auto import tqdm
 
     return tqdm(steps, desc="GRPO", unit="step", initial=start, total=total)
+
+
+class StepProgress:
+    """A second bar under the step bar: the phase the step is in and how far along it is.
+
+    A step of a real model takes minutes (rollouts, two scoring passes, the update); without
+    it the step bar would sit at ``0/N`` all that time. Disabled, it shows nothing.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def phase(self, name: str, total: int | None, unit: str = "micro-batch") -> Progress:
+        """Start phase ``name`` (``total`` units, ``None``: unknown); its bar's ``update``."""
+        self.close()
+        if not self.enabled:
+            return _ignore
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=f"  {name}", unit=unit, position=1, leave=False)
+        return self._bar.update
+
+    def close(self) -> None:
+        """Remove the phase bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _ignore(n: int) -> None:
+    """A disabled phase's progress callback."""
 
 
 def _close_bar(bar: Iterable[int]) -> None:
