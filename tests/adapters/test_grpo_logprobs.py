@@ -161,3 +161,39 @@ def test_chunked_logprobs_rejects_a_chunk_of_zero():
     states, targets = torch.zeros(3, 4), torch.zeros(3, dtype=torch.long)
     with pytest.raises(ValueError, match="chunk_tokens"):
         chunked_logprobs(states, targets, torch.nn.Linear(4, 8), None, 0)
+
+
+def saved_bytes(fn, *args, **kwargs):
+    """Bytes autograd saves for the backward while ``fn(*args, **kwargs)`` runs, and its result."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*args, **kwargs)
+    return total[0], out
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_gradient_checkpointing_keeps_less_for_the_backward_and_changes_no_number(lora_rank):
+    from agemem_gym.adapters.grpo.config import GRPOConfig
+    from agemem_gym.adapters.grpo.state import build_models
+
+    results = {}
+    for flag in (False, True):
+        config = GRPOConfig(model="tiny-vocab", lora_rank=lora_rank, kl_beta=0.0, gradient_checkpointing=flag)
+        torch.manual_seed(0)  # the same LoRA initialisation both times
+        model, _, tok = build_models(config, None, torch.device("cpu"))
+        samples = make_samples(model, tok, masked=True)
+        rows = pack_samples(samples, 4096)
+        model.train()
+        kept, (lp, _) = saved_bytes(row_logprobs, model, rows, samples, pad_id=tok.pad_token_id)
+        results[flag] = (kept, lp, weighted_grads(model, lp))
+    (kept_off, lp_off, g_off), (kept_on, lp_on, g_on) = results[False], results[True]
+    assert kept_on < kept_off / 2  # the layers' activations are recomputed, not kept
+    assert all(torch.equal(lp_on[i], lp_off[i]) for i in lp_off)
+    assert len(g_on) == len(g_off) > 0
+    for a, b in zip(g_on, g_off):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -196,7 +196,7 @@ def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) 
     extra = {"seed": config.seed} if config.model in ("tiny", "tiny-vocab") else {}
     model, tokenizer = load_model(config.model, **extra)
     if config.lora_rank:
-        return _with_lora(model, config, resume).to(device), None, tokenizer
+        return _with_lora(_checkpointed(model, config), config, resume).to(device), None, tokenizer
     if resume is not None:
         from transformers import AutoModelForCausalLM
 
@@ -205,7 +205,20 @@ def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) 
     if config.kl_beta > 0:
         source = model if resume is None else load_model(config.model, **extra)[0]
         reference = copy.deepcopy(source).to(device).eval().requires_grad_(False)
-    return model.to(device), reference, tokenizer
+    return _checkpointed(model, config).to(device), reference, tokenizer
+
+
+def _checkpointed(model: Any, config: GRPOConfig) -> Any:
+    """``model``, recomputing its decoder layers in the backward pass if the config asks (train mode only)."""
+    if not config.gradient_checkpointing:
+        return model
+    # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - transformers 4
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def _with_lora(model: Any, config: GRPOConfig, resume: Path | None) -> Any:
