@@ -8,11 +8,12 @@ pytest.importorskip("torch")
 
 from agemem_gym.adapters.grpo import trainer  # noqa: E402
 from agemem_gym.adapters.grpo.config import load_config  # noqa: E402
+from agemem_gym.adapters.grpo.metrics import StepProgress  # noqa: E402
 
 pytestmark = pytest.mark.train
 
 
-class RecordingProgress(trainer.StepProgress):
+class RecordingProgress(StepProgress):
     """Records each phase's name, announced total and the units reported to it."""
 
     runs: list["RecordingProgress"] = []
@@ -61,7 +62,7 @@ def test_every_phase_of_a_step_reports_its_progress(tmp_path, monkeypatch):
 
 
 def test_progress_false_shows_no_bar(tmp_path, capsys):
-    phases = trainer.StepProgress(False)
+    phases = StepProgress(False)
     update = phases.phase("rollout", None, "turn")
     update(16)
     phases.close()
@@ -69,7 +70,7 @@ def test_progress_false_shows_no_bar(tmp_path, capsys):
 
 
 def test_progress_bar_names_the_phase(capsys):
-    phases = trainer.StepProgress(True)
+    phases = StepProgress(True)
     update = phases.phase("update", 3)
     update(1)
     phases.phase("score π_ref", 2)(2)  # a new phase replaces the bar

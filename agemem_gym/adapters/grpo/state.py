@@ -25,7 +25,7 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training_state
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.metrics import MetricLogger
+from agemem_gym.adapters.grpo.metrics import MetricLogger, StepProgress
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
 from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
 from agemem_gym.adapters.grpo.update import Autocast, make_autocast
@@ -64,6 +64,7 @@ class TrainState:
         autocast: Wrapped around every training forward pass (scoring π_old and π_ref, and the
             update): one precision for all, so the ratio is exactly 1 at zero update.
         output_dir: The run folder.
+        progress: The bar over the current step's phases (:meth:`train` replaces the silent one).
     """
 
     config: GRPOConfig
@@ -86,6 +87,7 @@ class TrainState:
     logger: MetricLogger | None
     autocast: Autocast
     output_dir: Path
+    progress: StepProgress = dataclasses.field(default_factory=lambda: StepProgress(False))
 
 
 def build_state(config: GRPOConfig) -> TrainState:

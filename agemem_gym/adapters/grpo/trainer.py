@@ -35,19 +35,18 @@ from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.interrupt import InterruptGuard, TrainingInterrupted
 from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
-from agemem_gym.adapters.grpo.metrics import episode_metrics, plot_training_curve
+from agemem_gym.adapters.grpo.metrics import StepProgress, episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups
 from agemem_gym.adapters.grpo.state import TrainState, build_state
 from agemem_gym.adapters.grpo.update import (
     UPDATE_KEYS,
-    Progress,
     micro_batches,
     reference_logprobs,
     score_logprobs,
     update_policy,
 )
 
-__all__ = ["TrainResult", "StepProgress", "train", "distractors_at"]
+__all__ = ["TrainResult", "train", "distractors_at"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,19 +79,19 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
-    phases = StepProgress(progress and state.rank == 0)
+    state.progress = StepProgress(progress and state.rank == 0)
     guard = InterruptGuard()
     try:
         with guard if state.world == 1 else nullcontext():  # one rank cannot save a checkpoint alone
             for step in bar:
                 snapshot = _rng_snapshot(state)
-                metrics = _train_step(state, step, guard, phases)
+                metrics = _train_step(state, step, guard)
                 _log(state, step, metrics, bar)
                 checkpoint = _checkpoint(state, step) or checkpoint
                 done, snapshot = step, None
                 guard.leave_critical()
     except KeyboardInterrupt:
-        phases.close()
+        state.progress.close()
         if state.world > 1:
             raise TrainingInterrupted(done, checkpoint, saved=False) from None
         _close_bar(bar)
@@ -100,19 +99,16 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
             _rng_restore(state, snapshot)
         raise _interrupted(state, done, checkpoint) from None
     finally:
-        phases.close()
+        state.progress.close()
         state.envs.close()
     return _finish(state, checkpoint)
 
 
-def _train_step(
-    state: TrainState, step: int, guard: InterruptGuard, phases: StepProgress | None = None
-) -> dict[str, float]:
+def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str, float]:
     """One GRPO step, from the curriculum to the optimizer; its metrics (SIGINT waits from the update on)."""
-    phases = phases or StepProgress(False)
     n_distractors = _schedule_distractors(state, step)
     t0 = time.perf_counter()
-    batch = _collect_rollouts(state, step, phases.phase("rollout", None, "turn"))
+    batch = _collect_rollouts(state, step)
     rollout_s = time.perf_counter() - t0
     _attach_advantages(batch, state.config)
     metrics = _rollout_metrics(batch, rollout_s)
@@ -121,10 +117,10 @@ def _train_step(
     metrics["perf/informative_fraction"] = D.all_sum(informative) / max(1.0, D.all_sum(len(batch.samples)))
     samples = _training_samples(batch, state.config)
     _attach_masks(samples, state.policy.grammar)
-    mismatch = _attach_logprobs(state, samples, batch, phases)
+    mismatch = _attach_logprobs(state, samples, batch)
     guard.enter_critical()
-    metrics.update(_update(state, samples, phases))
-    phases.close()
+    metrics.update(_update(state, samples))
+    state.progress.close()
     metrics.update(_update_metrics(state.config, samples, n_distractors, mismatch, time.perf_counter() - t1))
     return metrics
 
@@ -147,7 +143,7 @@ def _schedule_distractors(state: TrainState, step: int) -> int:
     return n_distractors
 
 
-def _collect_rollouts(state: TrainState, step: int, on_turns: Progress | None = None) -> RolloutBatch:
+def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     """This rank's share of B tasks × K rollouts, seeded by the step (a resumed run samples the same)."""
     config, k = state.config, state.config.group_size
     drawn = state.rng.choice(len(state.panel), size=config.tasks_per_step, replace=True)  # same on every rank
@@ -155,6 +151,7 @@ def _collect_rollouts(state: TrainState, step: int, on_turns: Progress | None = 
     state.model.eval()
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + step * config.tasks_per_step * k + state.rank * state.local_tasks * k
+    on_turns = state.progress.phase("rollout", None, "turn")
     return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed, on_turns=on_turns)
 
 
@@ -193,12 +190,10 @@ def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
             s.allowed = np.packbits(grammar.masks(s.grammar, s.response_ids).numpy(), axis=1)
 
 
-def _attach_logprobs(
-    state: TrainState, samples: list[Sample], batch: RolloutBatch, phases: StepProgress | None = None
-) -> list[float]:
+def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBatch) -> list[float]:
     """Score ``samples`` under π_old and the reference; return |trainer − rollout| log-prob gaps."""
     config, pad_id, autocast = state.config, state.tokenizer.pad_token_id, state.autocast
-    phases, n_micro = phases or StepProgress(False), micro_batches(samples, config)
+    phases, n_micro = state.progress, micro_batches(samples, config)
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
     old: list[torch.Tensor] = []
@@ -213,13 +208,13 @@ def _attach_logprobs(
     return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
 
 
-def _update(state: TrainState, samples: list[Sample], phases: StepProgress | None = None) -> dict[str, float]:
+def _update(state: TrainState, samples: list[Sample]) -> dict[str, float]:
     """Update the policy on ``samples``; NaN metrics when no rank has a sample to train on."""
     if D.all_sum(len(samples)) > 0:  # the same decision on every rank
         config, pad_id = state.config, state.tokenizer.pad_token_id
         # with several minibatches the rows depend on the shuffle: no total to show
         total = micro_batches(samples, config) * config.update_epochs if config.minibatches == 1 else None
-        progress = (phases or StepProgress(False)).phase("update", total)
+        progress = state.progress.phase("update", total)
         return update_policy(state.model, state.optimizer, samples, config, pad_id, state.rng, state.autocast, progress)
     return dict.fromkeys(UPDATE_KEYS, float("nan"))
 
@@ -307,38 +302,6 @@ def _bar(start: int, total: int, enabled: bool) -> Iterable[int]:
     from tqdm.auto import tqdm
 
     return tqdm(steps, desc="GRPO", unit="step", initial=start, total=total)
-
-
-class StepProgress:
-    """A second bar under the step bar: the phase the step is in and how far along it is.
-
-    A step of a real model takes minutes (rollouts, two scoring passes, the update); without
-    it the step bar would sit at ``0/N`` all that time. Disabled, it shows nothing.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-
-    def phase(self, name: str, total: int | None, unit: str = "micro-batch") -> Progress:
-        """Start phase ``name`` (``total`` units, ``None``: unknown); its bar's ``update``."""
-        self.close()
-        if not self.enabled:
-            return _ignore
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, desc=f"  {name}", unit=unit, position=1, leave=False)
-        return self._bar.update
-
-    def close(self) -> None:
-        """Remove the phase bar."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-def _ignore(n: int) -> None:
-    """A disabled phase's progress callback."""
 
 
 def _close_bar(bar: Iterable[int]) -> None:
