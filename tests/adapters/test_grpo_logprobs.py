@@ -197,3 +197,20 @@ def test_gradient_checkpointing_keeps_less_for_the_backward_and_changes_no_numbe
     assert len(g_on) == len(g_off) > 0
     for a, b in zip(g_on, g_off):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_return_freed_memory_sets_glibcs_mmap_threshold():
+    import ctypes
+    import sys
+
+    from agemem_gym.adapters.grpo.state import return_freed_memory
+
+    assert return_freed_memory(0) is False  # 0: glibc's default stays
+    try:
+        glibc = hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        glibc = False
+    if not glibc:
+        pytest.skip("not glibc")
+    assert sys.platform.startswith("linux")
+    assert return_freed_memory(131072) is True

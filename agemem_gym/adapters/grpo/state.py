@@ -12,9 +12,11 @@ torch RNG, and resuming restores that RNG after the model is built.
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +34,7 @@ from agemem_gym.adapters.grpo.update import Autocast, make_autocast
 from agemem_gym.error import missing_dependency
 from agemem_gym.policies.llm.hf_policy import HFPolicy
 
-__all__ = ["TrainState", "build_state", "build_models"]
+__all__ = ["TrainState", "build_state", "build_models", "return_freed_memory"]
 
 RolloutEnvs = SyncVectorEnv | AsyncVectorEnv
 """What :func:`~agemem_gym.adapters.grpo.rollout.make_rollout_envs` builds."""
@@ -104,8 +106,7 @@ def build_state(config: GRPOConfig) -> TrainState:
             (:func:`~agemem_gym.adapters.grpo.run_folder.check_run_folder`).
     """
     resumes = check_run_folder(config)  # before anything loads or is written
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
+    _process_settings(config)
     _quiet_loading()
     accelerator = _accelerator()
     rank, world = D.world()
@@ -150,6 +151,37 @@ def build_state(config: GRPOConfig) -> TrainState:
         autocast=make_autocast(config.precision, accelerator.device),
         output_dir=output_dir,
     )
+
+
+def _process_settings(config: GRPOConfig) -> None:
+    """The process-wide settings a run asks for: glibc's mmap threshold, torch's CPU threads."""
+    return_freed_memory(config.malloc_mmap_threshold)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+
+
+def return_freed_memory(threshold: int) -> bool:
+    """Have glibc allocate blocks of ``threshold`` bytes and more with ``mmap`` (freed: returned to the OS).
+
+    glibc's dynamic threshold climbs to 32 MB once large blocks are freed, after which freed
+    activations, KV caches and logits stay in the heap and the RSS only grows.
+
+    Args:
+        threshold: In bytes; 0 leaves glibc's default.
+
+    Returns:
+        Whether the setting took (``False`` off glibc, or with 0).
+    """
+    if threshold <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold)))
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def _accelerator() -> Any:
