@@ -1,5 +1,10 @@
 """The GRPO update step: ours (packed rows, token-mean, k3 KL) against TRL's GRPOTrainer loss.
 
+``--memory`` instead measures the peak memory (max RSS) and time of scoring (π_old and π_ref)
+plus one update, each variant in a fresh process: the whole vocabulary block at once with
+every layer's activations kept (the former layout), vocabulary chunks, vocabulary chunks
+with checkpointed decoder layers, and those with glibc's mmap threshold fixed (the default).
+
 Both get the same model, the same samples (prompt + completion token ids whose lengths
 follow the spread of real multi-turn memory episodes: long, varied prompts, short
 completions), the same precomputed old / reference log-probs, β = 0.1, clip 0.2, and run
@@ -8,12 +13,17 @@ trainers use ``model.generate`` or vLLM for it).
 
     python benchmarks/bench_trainer.py --model tiny --samples 64 --json results/bench_trainer.json
     python benchmarks/bench_trainer.py --model smollm2 --device cuda --dtype bfloat16   # on a GPU
+    python benchmarks/bench_trainer.py --memory --model smollm2 --samples 2 --prompt 2500 3500 --completion 150 257
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,7 +33,7 @@ from _common import format_table, run_metadata, write_json
 
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, padding_fraction
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.update import make_autocast, score_logprobs, update_policy
+from agemem_gym.adapters.grpo.update import make_autocast, reference_logprobs, score_logprobs, update_policy
 from agemem_gym.policies.llm.models import load_model
 
 
@@ -153,6 +163,66 @@ def time_trl(model, tok, samples, batch_size: int, repeats: int) -> tuple[float,
         return (time.perf_counter() - t0) / repeats, padding
 
 
+MEMORY_VARIANTS = (
+    ("whole vocabulary block, layers kept", {"logprob_chunk_tokens": 1 << 30, "gradient_checkpointing": False}),
+    ("256-position chunks, layers kept", {"logprob_chunk_tokens": 256, "gradient_checkpointing": False}),
+    ("chunks + checkpointed layers", {"logprob_chunk_tokens": 256, "gradient_checkpointing": True}),
+)
+"""Each with glibc's default allocator settings; the last row adds ``malloc_mmap_threshold`` (the default)."""
+
+
+def memory_child(args: argparse.Namespace, changes: dict) -> dict:
+    """Score and update once with ``changes``; this process's peak RSS and the seconds taken."""
+    from agemem_gym.adapters.grpo.state import build_models, return_freed_memory
+
+    config = GRPOConfig(
+        model=args.model,
+        lora_rank=args.lora_rank,
+        kl_beta=0.05,
+        row_tokens=args.row_tokens,
+        rows_per_micro_batch=args.rows_per_micro_batch,
+        **changes,
+    )
+    return_freed_memory(config.malloc_mmap_threshold)  # as build_state does
+    torch.manual_seed(0)
+    model, reference, tok = build_models(config, None, torch.device(args.device))
+    samples = make_samples(args.samples, len(tok), tuple(args.prompt), tuple(args.completion), seed=0)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    autocast = make_autocast("auto", torch.device(args.device))
+    t0 = time.perf_counter()
+    old = score_logprobs(model, samples, config, tok.pad_token_id, autocast)
+    refs = reference_logprobs(model, reference, samples, config, tok.pad_token_id, autocast)
+    for s, o, r in zip(samples, old, refs):
+        s.old_logprobs, s.ref_logprobs = o, r
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    update_policy(model, opt, samples, config, tok.pad_token_id, np.random.default_rng(0), autocast)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_mb": peak, "loaded_mb": loaded, "seconds": seconds, "tokens": sum(len(s) for s in samples)}
+
+
+def memory_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """Each variant in a fresh process (max RSS only grows); a table with ratios to the first."""
+    rows, payload = [], {"meta": run_metadata(), "args": vars(args), "variants": {}}
+    variants = [(name, {**changes, "malloc_mmap_threshold": 0}) for name, changes in MEMORY_VARIANTS]
+    variants.append(("chunks + checkpointed layers + 128 KiB mmap threshold (default)", {}))
+    for name, changes in variants:
+        cmd = [sys.executable, __file__, *argv, "--memory-child", json.dumps(changes)]
+        out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        payload["variants"][name] = out
+        first = payload["variants"][variants[0][0]]
+        rows.append(
+            [name, out["peak_mb"], first["peak_mb"] / out["peak_mb"], out["seconds"], out["seconds"] / first["seconds"]]
+        )
+    print(
+        f"{args.samples} samples, {payload['variants'][name]['tokens']} tokens, model {args.model} on {args.device}, "
+        f"LoRA r{args.lora_rank}, row_tokens {args.row_tokens}; scoring (π_old, π_ref) + one update"
+    )
+    print(format_table(["variant", "peak RSS MB", "less memory", "seconds", "time ratio"], rows))
+    write_json(args.json, payload)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny, smollm2 or a local folder")
@@ -167,9 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--memory", action="store_true", help="peak RSS of scoring + update, per variant")
+    parser.add_argument("--lora-rank", type=int, default=0, help="--memory: LoRA rank (0: full fine-tuning)")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.memory_child is not None:
+        print(json.dumps(memory_child(args, json.loads(args.memory_child))))
+        return 0
+    if args.memory:
+        return memory_main(args, [a for a in argv if a != "--memory"])
 
     dtype = getattr(torch, args.dtype)
     model, tok = load_model(args.model, dtype=dtype)

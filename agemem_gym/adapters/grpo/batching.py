@@ -4,21 +4,25 @@ Samples (prompt + response token ids) are packed into rows of at most ``row_len`
 with the numba first-fit-decreasing kernel (:func:`agemem_gym.adapters.grpo.packing.pack_rows`). A row
 is several samples back to back; a block-diagonal causal attention mask and per-sample
 position ids keep them independent, so one forward pass scores them all. Only the
-response positions are projected to the vocabulary (``logits_to_keep``).
+response positions are projected to the vocabulary, a bounded chunk of them at a time
+(:func:`chunked_logprobs`): a full ``(tokens × vocab)`` float32 tensor would be gigabytes
+for a 49k-token vocabulary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from agemem_gym.adapters.grpo.packing import pack_rows
 
-__all__ = ["Sample", "Row", "pack_samples", "row_logprobs", "padding_fraction"]
+__all__ = ["Sample", "Row", "pack_samples", "row_logprobs", "chunked_logprobs", "padding_fraction"]
 
 
 @dataclasses.dataclass
@@ -133,16 +137,26 @@ def row_logprobs(
     pad_id: int,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    chunk_tokens: int = 512,
 ) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
     """Per-token log-probs of every sample's response tokens, from one forward pass.
 
+    The decoder runs once over the packed rows; the vocabulary projection (``lm_head``) and
+    the log-softmax then run over at most ``chunk_tokens`` response positions at a time, so
+    no ``(tokens × vocab)`` tensor larger than ``chunk_tokens × vocab`` exists, in the forward
+    or (each chunk is checkpointed and recomputed) in the backward pass. The log-probs and
+    their gradients are those of a full ``log_softmax`` over the vocabulary.
+
     Args:
-        model: A causal LM accepting a 4-D additive attention mask and ``logits_to_keep``.
+        model: A causal LM accepting a 4-D additive attention mask, whose logits are its
+            output embeddings applied to its decoder's last hidden state (Llama, Qwen2,
+            Mistral, SmolLM2, ...; a final logit soft-cap is applied when the config has one).
         rows: Rows to score together (one micro-batch).
         samples: All samples (rows index into it).
         pad_id: Padding token id.
         temperature: Logits are divided by it (the sampling distribution of the rollouts).
         with_entropy: Also return the token-mean entropy (no gradient).
+        chunk_tokens: Response positions projected to the vocabulary at a time.
 
     Returns:
         ``({sample index: (n_response,) log-probs}, entropy or None)``; gradients flow
@@ -150,28 +164,119 @@ def row_logprobs(
     """
     param = next(model.parameters())
     ids, pos, mask, spans = _row_tensors(rows, samples, pad_id, param.dtype, param.device)
-    # logits only where a response token is predicted: the position before each one
-    keep = sorted({first - 1 + j for row in spans for (_, first, n) in row for j in range(n)})
-    keep_t = torch.tensor(keep, dtype=torch.long, device=param.device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep_t, use_cache=False)
-    logits = out.logits.float() / temperature  # (R, P, V)
-    index_of = {p: j for j, p in enumerate(keep)}
-    result: dict[int, torch.Tensor] = {}
-    entropy_sum, entropy_n = 0.0, 0
-    for r, row in enumerate(spans):
-        for i, first, n in row:
-            cols = torch.tensor([index_of[first - 1 + j] for j in range(n)], device=param.device)
-            targets = ids[r, first : first + n]
-            logits_i = logits[r, cols]  # (n, V)
-            packed = samples[i].allowed
-            if packed is not None:  # the grammar's masks: the distribution actually sampled
-                allowed = np.unpackbits(packed, axis=1, count=logits_i.shape[1]).astype(bool)
-                logits_i = logits_i.masked_fill(~torch.from_numpy(allowed).to(logits_i.device), float("-inf"))
-            lp = logits_i.log_softmax(-1)  # (n, V)
-            result[i] = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
-            if with_entropy:
-                with torch.no_grad():
-                    entropy_sum += float(-(lp.exp() * lp.masked_fill(lp == float("-inf"), 0.0)).sum(-1).sum())
-                    entropy_n += n
-    entropy = torch.tensor(entropy_sum / max(1, entropy_n)) if with_entropy else None
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+    hidden = hidden.last_hidden_state  # (R, L, H)
+    # the hidden state before each response token predicts it; samples in span order
+    order = [(i, n) for row in spans for (i, _, n) in row]
+    flat = torch.tensor(
+        [r * ids.shape[1] + first - 1 + j for r, row in enumerate(spans) for (_, first, n) in row for j in range(n)],
+        dtype=torch.long,
+        device=param.device,
+    )  # (P,)
+    states = hidden.reshape(-1, hidden.shape[-1])[flat]  # (P, H)
+    targets = ids.reshape(-1)[flat + 1]  # (P,)
+    head = _Head(model.get_output_embeddings(), temperature, getattr(model.config, "final_logit_softcapping", None))
+    allowed = _packed_masks([samples[i] for i, _ in order], head.vocab)
+    logp, entropy_sum = chunked_logprobs(states, targets, head, allowed, chunk_tokens, with_entropy)
+    result = dict(zip([i for i, _ in order], logp.split([n for _, n in order])))
+    entropy = torch.tensor(entropy_sum / max(1, len(targets))) if with_entropy else None
     return result, entropy
+
+
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    """The vocabulary projection as the sampler saw it: ``lm_head``, soft-cap, ``/ temperature``, in float32."""
+
+    module: torch.nn.Linear
+    temperature: float
+    softcap: float | None = None
+
+    @property
+    def vocab(self) -> int:
+        return int(self.module.weight.shape[0])
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        logits = self.module(states)  # (c, V)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.float() / self.temperature
+
+
+def _packed_masks(samples: Sequence[Sample], vocab: int) -> np.ndarray | None:
+    """Every response position's grammar mask, still bit-packed ``(P, ceil(V / 8))``; ``None`` if no sample has one.
+
+    An unconstrained sample among constrained ones allows every token (all bits set).
+    """
+    if all(s.allowed is None for s in samples):
+        return None
+    width = (vocab + 7) // 8
+    parts = [
+        np.full((len(s.response_ids), width), 0xFF, np.uint8) if s.allowed is None else s.allowed[:, :width]
+        for s in samples
+    ]
+    return np.concatenate(parts)  # (P, ceil(V / 8))
+
+
+def chunked_logprobs(
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    head: Any,
+    allowed: np.ndarray | None,
+    chunk_tokens: int,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, float]:
+    """Log-probs of ``targets`` under ``softmax(head(states))``, ``chunk_tokens`` positions at a time.
+
+    Under autograd each chunk is a :func:`torch.utils.checkpoint.checkpoint`: its
+    ``(chunk, V)`` logits are freed after the forward and recomputed in the backward, so
+    the peak holds one chunk's logits, not every position's.
+
+    Args:
+        states: ``(P, H)`` hidden states, one per predicted token.
+        targets: ``(P,)`` long, the tokens whose log-probs are wanted.
+        head: Maps ``(c, H)`` states to ``(c, V)`` float32 logits (temperature applied).
+        allowed: Bit-packed ``(P, ceil(V / 8))`` grammar masks (``np.packbits``), or ``None``.
+        chunk_tokens: Positions per chunk (>= 1).
+        with_entropy: Also sum the entropy of every position (no gradient).
+
+    Returns:
+        ``((P,) log-probs, summed entropy)`` (the sum is 0.0 without ``with_entropy``).
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    checkpointed = torch.is_grad_enabled() and states.requires_grad
+    parts, entropy = [], 0.0
+    for a in range(0, states.shape[0], chunk_tokens):
+        b = min(a + chunk_tokens, states.shape[0])
+        mask = None
+        if allowed is not None:
+            bits = np.unpackbits(allowed[a:b], axis=1, count=head.vocab).astype(bool)  # (c, V)
+            mask = torch.from_numpy(bits).to(states.device)
+        fn = functools.partial(_chunk_logprobs, head, with_entropy=with_entropy)
+        if checkpointed:
+            lp, ent = checkpoint(fn, states[a:b], targets[a:b], mask, use_reentrant=False)
+        else:
+            lp, ent = fn(states[a:b], targets[a:b], mask)
+        parts.append(lp)
+        entropy += float(ent)
+    if not parts:
+        return states.new_zeros(0, dtype=torch.float32), 0.0
+    return torch.cat(parts), entropy
+
+
+def _chunk_logprobs(
+    head: Any, states: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, *, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk: ``(c,)`` log-probs of ``targets`` and the chunk's summed entropy (no gradient)."""
+    logits = head(states)  # (c, V) float32
+    if mask is not None:  # the grammar's masks: the distribution actually sampled
+        logits = logits.masked_fill(~mask, float("-inf"))
+    lse = logits.logsumexp(-1)  # (c,)
+    lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (c,)
+    # after the log-probs: a checkpoint's recomputation stops once it has what backward needs
+    ent = torch.zeros(())
+    if with_entropy:
+        with torch.no_grad():
+            logp = logits - lse.unsqueeze(-1)  # (c, V)
+            ent = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum()
+    return lp, ent

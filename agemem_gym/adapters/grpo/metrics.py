@@ -1,4 +1,4 @@
-"""Training metrics: stable names, a CSV log, TensorBoard events and the end-of-run plot.
+"""Training metrics and progress: stable names, a CSV log, TensorBoard events, the end-of-run plot, the phase bar.
 
 Metric names (CSV columns / TensorBoard tags) are stable across versions:
 ``reward/mean``, ``reward/std``, ``reward/<component>`` (task, context, memory, compression,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from agemem_gym.error import missing_dependency
 from agemem_gym.tools import histogram_names
 
-__all__ = ["episode_metrics", "MetricLogger", "plot_training_curve", "training_figure"]
+__all__ = ["episode_metrics", "MetricLogger", "StepProgress", "plot_training_curve", "training_figure"]
 
 _COMPONENTS = (
     "task",
@@ -150,3 +150,35 @@ def training_figure(rows: Sequence[Mapping[str, float]]) -> Any:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+class StepProgress:
+    """A second bar under the step bar: the phase the step is in and how far along it is.
+
+    A step of a real model takes minutes (rollouts, two scoring passes, the update); without
+    it the step bar would sit at ``0/N`` all that time. Disabled, it shows nothing.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def phase(self, name: str, total: int | None, unit: str = "micro-batch") -> Callable[[int], Any]:
+        """Start phase ``name`` (``total`` units, ``None``: unknown); its bar's ``update``."""
+        self.close()
+        if not self.enabled:
+            return _ignore
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=f"  {name}", unit=unit, position=1, leave=False)
+        return self._bar.update
+
+    def close(self) -> None:
+        """Remove the phase bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _ignore(n: int) -> None:
+    """A disabled phase's progress callback."""

@@ -113,6 +113,7 @@ def collect_groups(
     group_size: int,
     seed: int,
     max_turns: int = 10_000,
+    on_turns: Callable[[int], Any] | None = None,
 ) -> RolloutBatch:
     """Play ``len(task_ids) * group_size`` episodes in lockstep, batching generation.
 
@@ -123,6 +124,8 @@ def collect_groups(
         group_size: ``K``.
         seed: Sub-env ``i`` resets with ``seed + i``.
         max_turns: Safety cap on turns per sub-env.
+        on_turns: Called with the number of turns after each batch of turns is generated
+            (a progress bar's ``update``).
 
     Returns:
         Samples (every turn), trajectories and generation statistics.
@@ -131,7 +134,7 @@ def collect_groups(
     if envs.num_envs != n:
         raise ValueError(f"the vector env has {envs.num_envs} sub-envs; {len(task_ids)} tasks x {group_size} need {n}")
     start = time.perf_counter()
-    turns = _Turns(policy, [[] for _ in range(n)])
+    turns = _Turns(policy, [[] for _ in range(n)], on_turns)
     plan = [(task_ids[i // group_size], seed + i) for i in range(n)]
     # gymnasium types set_attr and per-env seed lists on Sync/AsyncVectorEnv only, not on VectorEnv
     ends = play_episodes(cast(SlotEnvs, envs), plan, turns.act, max_steps=max_turns)
@@ -154,6 +157,7 @@ class _Turns:
 
     policy: Any
     owned: list[list[int]]  # per sub-env: its samples' indices
+    on_turns: Callable[[int], Any] | None = None
     samples: list[Sample] = dataclasses.field(default_factory=list)
     logprobs: list[list[float]] = dataclasses.field(default_factory=list)
     generated: int = 0
@@ -166,4 +170,6 @@ class _Turns:
             self.samples.append(Sample(rec.prompt_ids, rec.response_ids, traj=int(i), grammar=rec.grammar))
             self.logprobs.append(list(rec.logprobs))
             self.generated += len(rec.response_ids)
+        if self.on_turns is not None:
+            self.on_turns(len(records))
         return [rec.text for rec in records]

@@ -12,9 +12,11 @@ torch RNG, and resuming restores that RNG after the model is built.
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,14 +27,14 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training_state
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.metrics import MetricLogger
+from agemem_gym.adapters.grpo.metrics import MetricLogger, StepProgress
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
 from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
 from agemem_gym.adapters.grpo.update import Autocast, make_autocast
 from agemem_gym.error import missing_dependency
 from agemem_gym.policies.llm.hf_policy import HFPolicy
 
-__all__ = ["TrainState", "build_state", "build_models"]
+__all__ = ["TrainState", "build_state", "build_models", "return_freed_memory"]
 
 RolloutEnvs = SyncVectorEnv | AsyncVectorEnv
 """What :func:`~agemem_gym.adapters.grpo.rollout.make_rollout_envs` builds."""
@@ -64,6 +66,7 @@ class TrainState:
         autocast: Wrapped around every training forward pass (scoring π_old and π_ref, and the
             update): one precision for all, so the ratio is exactly 1 at zero update.
         output_dir: The run folder.
+        progress: The bar over the current step's phases (:meth:`train` replaces the silent one).
     """
 
     config: GRPOConfig
@@ -86,6 +89,7 @@ class TrainState:
     logger: MetricLogger | None
     autocast: Autocast
     output_dir: Path
+    progress: StepProgress = dataclasses.field(default_factory=lambda: StepProgress(False))
 
 
 def build_state(config: GRPOConfig) -> TrainState:
@@ -102,8 +106,7 @@ def build_state(config: GRPOConfig) -> TrainState:
             (:func:`~agemem_gym.adapters.grpo.run_folder.check_run_folder`).
     """
     resumes = check_run_folder(config)  # before anything loads or is written
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
+    _process_settings(config)
     _quiet_loading()
     accelerator = _accelerator()
     rank, world = D.world()
@@ -148,6 +151,37 @@ def build_state(config: GRPOConfig) -> TrainState:
         autocast=make_autocast(config.precision, accelerator.device),
         output_dir=output_dir,
     )
+
+
+def _process_settings(config: GRPOConfig) -> None:
+    """The process-wide settings a run asks for: glibc's mmap threshold, torch's CPU threads."""
+    return_freed_memory(config.malloc_mmap_threshold)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+
+
+def return_freed_memory(threshold: int) -> bool:
+    """Have glibc allocate blocks of ``threshold`` bytes and more with ``mmap`` (freed: returned to the OS).
+
+    glibc's dynamic threshold climbs to 32 MB once large blocks are freed, after which freed
+    activations, KV caches and logits stay in the heap and the RSS only grows.
+
+    Args:
+        threshold: In bytes; 0 leaves glibc's default.
+
+    Returns:
+        Whether the setting took (``False`` off glibc, or with 0).
+    """
+    if threshold <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold)))
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def _accelerator() -> Any:
@@ -196,7 +230,7 @@ def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) 
     extra = {"seed": config.seed} if config.model in ("tiny", "tiny-vocab") else {}
     model, tokenizer = load_model(config.model, **extra)
     if config.lora_rank:
-        return _with_lora(model, config, resume).to(device), None, tokenizer
+        return _with_lora(_checkpointed(model, config), config, resume).to(device), None, tokenizer
     if resume is not None:
         from transformers import AutoModelForCausalLM
 
@@ -205,7 +239,20 @@ def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) 
     if config.kl_beta > 0:
         source = model if resume is None else load_model(config.model, **extra)[0]
         reference = copy.deepcopy(source).to(device).eval().requires_grad_(False)
-    return model.to(device), reference, tokenizer
+    return _checkpointed(model, config).to(device), reference, tokenizer
+
+
+def _checkpointed(model: Any, config: GRPOConfig) -> Any:
+    """``model``, recomputing its decoder layers in the backward pass if the config asks (train mode only)."""
+    if not config.gradient_checkpointing:
+        return model
+    # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - transformers 4
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def _with_lora(model: Any, config: GRPOConfig, resume: Path | None) -> Any:

@@ -35,10 +35,16 @@ from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.interrupt import InterruptGuard, TrainingInterrupted
 from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
-from agemem_gym.adapters.grpo.metrics import episode_metrics, plot_training_curve
+from agemem_gym.adapters.grpo.metrics import StepProgress, episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups
 from agemem_gym.adapters.grpo.state import TrainState, build_state
-from agemem_gym.adapters.grpo.update import UPDATE_KEYS, reference_logprobs, score_logprobs, update_policy
+from agemem_gym.adapters.grpo.update import (
+    UPDATE_KEYS,
+    micro_batches,
+    reference_logprobs,
+    score_logprobs,
+    update_policy,
+)
 
 __all__ = ["TrainResult", "train", "distractors_at"]
 
@@ -58,7 +64,8 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
 
     Args:
         config: Everything (presets: :data:`agemem_gym.adapters.grpo.config.PRESETS`).
-        progress: Show a tqdm bar (rank 0).
+        progress: Show tqdm bars (rank 0): one over the steps and, under it, one over the
+            current step's phase (rollout turns, scoring and update micro-batches).
 
     Returns:
         The run folder, the logged metrics, the last checkpoint and the plot.
@@ -72,6 +79,7 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
+    state.progress = StepProgress(progress and state.rank == 0)
     guard = InterruptGuard()
     try:
         with guard if state.world == 1 else nullcontext():  # one rank cannot save a checkpoint alone
@@ -83,6 +91,7 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
                 done, snapshot = step, None
                 guard.leave_critical()
     except KeyboardInterrupt:
+        state.progress.close()
         if state.world > 1:
             raise TrainingInterrupted(done, checkpoint, saved=False) from None
         _close_bar(bar)
@@ -90,6 +99,7 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
             _rng_restore(state, snapshot)
         raise _interrupted(state, done, checkpoint) from None
     finally:
+        state.progress.close()
         state.envs.close()
     return _finish(state, checkpoint)
 
@@ -110,6 +120,7 @@ def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str
     mismatch = _attach_logprobs(state, samples, batch)
     guard.enter_critical()
     metrics.update(_update(state, samples))
+    state.progress.close()
     metrics.update(_update_metrics(state.config, samples, n_distractors, mismatch, time.perf_counter() - t1))
     return metrics
 
@@ -140,7 +151,8 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     state.model.eval()
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + step * config.tasks_per_step * k + state.rank * state.local_tasks * k
-    return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed)
+    on_turns = state.progress.phase("rollout", None, "turn")
+    return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed, on_turns=on_turns)
 
 
 def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
@@ -180,13 +192,17 @@ def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
 
 def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBatch) -> list[float]:
     """Score ``samples`` under π_old and the reference; return |trainer − rollout| log-prob gaps."""
-    config, pad_id = state.config, state.tokenizer.pad_token_id
+    config, pad_id, autocast = state.config, state.tokenizer.pad_token_id, state.autocast
+    phases, n_micro = state.progress, micro_batches(samples, config)
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
-    old = score_logprobs(state.model, samples, config, pad_id, state.autocast) if samples else []
+    old: list[torch.Tensor] = []
+    if samples:
+        old = score_logprobs(state.model, samples, config, pad_id, autocast, phases.phase("score π_old", n_micro))
     refs: Sequence[torch.Tensor | None] = [None] * len(samples)
     if samples and config.kl_beta > 0:
-        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id, state.autocast)
+        progress = phases.phase("score π_ref", n_micro)
+        refs = reference_logprobs(state.model, state.reference, samples, config, pad_id, autocast, progress)
     for s, o, r in zip(samples, old, refs):
         s.old_logprobs, s.ref_logprobs = o, r
     return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
@@ -195,8 +211,11 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
 def _update(state: TrainState, samples: list[Sample]) -> dict[str, float]:
     """Update the policy on ``samples``; NaN metrics when no rank has a sample to train on."""
     if D.all_sum(len(samples)) > 0:  # the same decision on every rank
-        pad_id = state.tokenizer.pad_token_id
-        return update_policy(state.model, state.optimizer, samples, state.config, pad_id, state.rng, state.autocast)
+        config, pad_id = state.config, state.tokenizer.pad_token_id
+        # with several minibatches the rows depend on the shuffle: no total to show
+        total = micro_batches(samples, config) * config.update_epochs if config.minibatches == 1 else None
+        progress = state.progress.phase("update", total)
+        return update_policy(state.model, state.optimizer, samples, config, pad_id, state.rng, state.autocast, progress)
     return dict.fromkeys(UPDATE_KEYS, float("nan"))
 
 

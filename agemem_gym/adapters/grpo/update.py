@@ -32,10 +32,22 @@ from agemem_gym.adapters.grpo.losses import (
     token_mean,
 )
 
-__all__ = ["UPDATE_KEYS", "Autocast", "make_autocast", "score_logprobs", "reference_logprobs", "update_policy"]
+__all__ = [
+    "UPDATE_KEYS",
+    "Autocast",
+    "Progress",
+    "micro_batches",
+    "make_autocast",
+    "score_logprobs",
+    "reference_logprobs",
+    "update_policy",
+]
 
 Autocast = Callable[[], AbstractContextManager[Any]]
 """A context-manager factory wrapped around forward passes (bf16 autocast or ``nullcontext``)."""
+
+Progress = Callable[[int], Any]
+"""Told how many units of work (micro-batches) just finished: a progress bar's ``update``."""
 
 
 def make_autocast(precision: str, device: torch.device) -> Autocast:
@@ -70,8 +82,21 @@ _SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding")
 
 
 # ============================================================================ scoring
+def micro_batches(samples: Sequence[Sample], config: GRPOConfig) -> int:
+    """Forward passes :func:`score_logprobs` makes over ``samples`` (one epoch of a one-minibatch update too)."""
+    if not samples:
+        return 0
+    rows = pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    return -(-len(rows) // config.rows_per_micro_batch)
+
+
 def score_logprobs(
-    model: Any, samples: Sequence[Sample], config: GRPOConfig, pad_id: int, autocast: Autocast = nullcontext
+    model: Any,
+    samples: Sequence[Sample],
+    config: GRPOConfig,
+    pad_id: int,
+    autocast: Autocast = nullcontext,
+    progress: Progress | None = None,
 ) -> list[torch.Tensor]:
     """Per-token log-probs of every sample's response, on CPU (no gradient).
 
@@ -83,6 +108,7 @@ def score_logprobs(
         pad_id: Padding token id.
         autocast: The run's precision context (:func:`make_autocast`): the same as the
             update's, or the ratio is not 1 at zero update.
+        progress: Called with 1 after each micro-batch.
 
     Returns:
         ``[(len(response_ids),) float32]``, one per sample, in order.
@@ -93,9 +119,18 @@ def score_logprobs(
         for start in range(0, len(rows), config.rows_per_micro_batch):
             micro = rows[start : start + config.rows_per_micro_batch]
             with autocast():
-                lp, _ = row_logprobs(model, micro, samples, pad_id=pad_id, temperature=config.temperature)
+                lp, _ = row_logprobs(
+                    model,
+                    micro,
+                    samples,
+                    pad_id=pad_id,
+                    temperature=config.temperature,
+                    chunk_tokens=config.logprob_chunk_tokens,
+                )
             for i, v in lp.items():
                 out[i] = v.detach().float().cpu()
+            if progress is not None:
+                progress(1)
     return [out[i] for i in range(len(samples))]
 
 
@@ -106,12 +141,13 @@ def reference_logprobs(
     config: GRPOConfig,
     pad_id: int,
     autocast: Autocast = nullcontext,
+    progress: Progress | None = None,
 ) -> list[torch.Tensor]:
     """:func:`score_logprobs` under the frozen reference; ``reference=None`` means LoRA's base model."""
     if reference is not None:
-        return score_logprobs(reference, samples, config, pad_id, autocast)
+        return score_logprobs(reference, samples, config, pad_id, autocast, progress)
     with model.disable_adapter():  # LoRA: the frozen base model is the reference
-        return score_logprobs(model, samples, config, pad_id, autocast)
+        return score_logprobs(model, samples, config, pad_id, autocast, progress)
 
 
 # ============================================================================ update
@@ -132,6 +168,7 @@ def update_policy(
     pad_id: int,
     rng: np.random.Generator,
     autocast: Autocast,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """``config.update_epochs`` passes of ``config.minibatches`` optimizer steps over ``samples``.
 
@@ -143,6 +180,7 @@ def update_policy(
         pad_id: Padding token id.
         rng: Shuffles the samples into minibatches (when there are several).
         autocast: Wrapped around forward passes.
+        progress: Called with 1 after each micro-batch's backward.
 
     Returns:
         The :data:`UPDATE_KEYS` metrics (means over optimizer steps or over tokens).
@@ -154,7 +192,7 @@ def update_policy(
     for _ in range(config.update_epochs):
         for part in _split(len(samples), config.minibatches, rng):
             mb = _minibatch([samples[int(i)] for i in part])
-            stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast)
+            stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast, progress)
             for k, v in stats.items():
                 sums[k] += v
             n_updates += 1
@@ -206,6 +244,7 @@ def _optimizer_step(
     config: GRPOConfig,
     pad_id: int,
     autocast: Autocast,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """Backward over this rank's share of ``mb``, sum gradients over ranks, clip, step; its sums."""
     optimizer.zero_grad(set_to_none=True)
@@ -217,6 +256,8 @@ def _optimizer_step(
             micro = _micro_batch(model, rows[start : start + config.rows_per_micro_batch], mb, config, pad_id, autocast)
             for k, v in micro.items():
                 stats[k] += v
+            if progress is not None:
+                progress(1)
     D.sync_gradients(params)
     if config.max_grad_norm:
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
@@ -230,7 +271,13 @@ def _micro_batch(
     """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
     with autocast():
         lp, entropy = row_logprobs(
-            model, rows, mb.samples, pad_id=pad_id, temperature=config.temperature, with_entropy=True
+            model,
+            rows,
+            mb.samples,
+            pad_id=pad_id,
+            temperature=config.temperature,
+            with_entropy=True,
+            chunk_tokens=config.logprob_chunk_tokens,
         )
     loss, kl, clipped = _loss(lp, mb, config)
     loss.backward()
