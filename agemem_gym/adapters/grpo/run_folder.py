@@ -39,6 +39,10 @@ UNCOMPARED = frozenset(
         "record_every",
         "torch_threads",
         "async_envs",
+        # memory knobs: same log-probs, same gradients (tests/adapters/test_grpo_logprobs.py)
+        "logprob_chunk_tokens",
+        "gradient_checkpointing",
+        "malloc_mmap_threshold",
     }
 )
 """Fields a resumed run may change: where and how often it writes, not what it computes."""

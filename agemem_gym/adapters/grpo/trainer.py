@@ -185,9 +185,13 @@ def _training_samples(batch: RolloutBatch, config: GRPOConfig) -> list[Sample]:
 
 def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
     """Replay each constrained turn through its grammar: the masks of the distribution it was sampled from."""
-    for s in samples:
-        if s.grammar is not None and s.allowed is None:
-            s.allowed = np.packbits(grammar.masks(s.grammar, s.response_ids).numpy(), axis=1)
+    todo = [s for s in samples if s.grammar is not None and s.allowed is None]
+    if not todo:
+        return
+    # all turns in lockstep on the grammar engine's thread pool, not one token at a time
+    masks = grammar.masks_many([s.grammar for s in todo], [s.response_ids for s in todo])
+    for s, mask in zip(todo, masks):
+        s.allowed = np.packbits(mask.numpy(), axis=1)
 
 
 def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBatch) -> list[float]:
