@@ -241,3 +241,14 @@ def test_lora_run_starts_at_ratio_one_and_resumes_from_its_adapter(tmp_path, rec
     assert [r["step"] for r in resumed.metrics] == [0.0, 1.0, 2.0]
     for key in ("reward/mean", "losses/policy", "losses/kl"):
         assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-5, abs=1e-7), key
+
+
+def test_several_minibatches_bf16_ratio_is_exactly_one_before_the_first_step(tmp_path, recorder):
+    """Scoring packs each minibatch as the update's first epoch does, so repacking moves nothing."""
+    config = smoke(
+        tmp_path, learning_rate=0.0, precision="bf16", num_steps=1, update_epochs=1, minibatches=3, clip=None
+    )
+    result = trainer.train(config, progress=False)
+    assert len(recorder["logratio"]) >= 3  # three minibatches of one epoch, each checked
+    assert all_zero(recorder["logratio"]) and all_zero(recorder["kl"])
+    assert [row["losses/clipfrac"] for row in result.metrics] == [0.0]

@@ -261,8 +261,7 @@ def _small_model() -> GRPOConfig:
 
 def _learning_probe() -> GRPOConfig:
     # Two rounds per stage are the fewest that allow store-then-anything in Stage 1 and
-    # retrieve-then-answer in Stage 3. One minibatch keeps the update's rows those of scoring
-    # (ratio exactly 1 before the first optimizer step, also in bf16); two epochs, two steps.
+    # retrieve-then-answer in Stage 3. One minibatch and two epochs: two optimizer steps per step.
     return GRPOConfig(
         model="smollm2",
         env_id="AgeMem/Probe-Recall-v0",

@@ -34,6 +34,7 @@ from agemem_gym.adapters.grpo.losses import (
 
 __all__ = [
     "UPDATE_KEYS",
+    "minibatch_split",
     "Autocast",
     "Progress",
     "micro_batches",
@@ -190,7 +191,7 @@ def update_policy(
     n_updates = 0
     model.train()
     for _ in range(config.update_epochs):
-        for part in _split(len(samples), config.minibatches, rng):
+        for part in minibatch_split(len(samples), config.minibatches, rng):
             mb = _minibatch([samples[int(i)] for i in part])
             stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast, progress)
             for k, v in stats.items():
@@ -221,7 +222,7 @@ def _update_means(sums: dict[str, float], n_updates: int) -> dict[str, float]:
     }
 
 
-def _split(n: int, minibatches: int, rng: np.random.Generator) -> list[np.ndarray]:
+def minibatch_split(n: int, minibatches: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Indices of each minibatch of one epoch (identical on every rank: ``rng`` is)."""
     # one minibatch: keep the scoring order, so the rows (and the forward pass) are the same
     # as for the old log-probs and the ratio is exactly 1 before the first step
