@@ -83,11 +83,18 @@ _SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding")
 
 
 # ============================================================================ scoring
+def _pack(samples: Sequence[Sample], config: GRPOConfig) -> list[Row]:
+    """The one packing of scoring and update: the same samples give the same rows, so the ratio
+    is exactly 1 before the first optimizer step (rows grow to the longest sample when needed).
+    """
+    return pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+
+
 def micro_batches(samples: Sequence[Sample], config: GRPOConfig) -> int:
     """Forward passes :func:`score_logprobs` makes over ``samples`` (one epoch of a one-minibatch update too)."""
     if not samples:
         return 0
-    rows = pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    rows = _pack(samples, config)
     return -(-len(rows) // config.rows_per_micro_batch)
 
 
@@ -115,7 +122,7 @@ def score_logprobs(
         ``[(len(response_ids),) float32]``, one per sample, in order.
     """
     out: dict[int, torch.Tensor] = {}
-    rows = pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    rows = _pack(samples, config)
     with torch.no_grad():
         for start in range(0, len(rows), config.rows_per_micro_batch):
             micro = rows[start : start + config.rows_per_micro_batch]
@@ -251,7 +258,7 @@ def _optimizer_step(
     optimizer.zero_grad(set_to_none=True)
     stats = dict.fromkeys(_SUMS, 0.0)
     if mb.samples:  # a rank may have no sample in this minibatch; it still joins the gradient sum
-        rows = pack_samples(mb.samples, max(config.row_tokens, max(len(s) for s in mb.samples)))
+        rows = _pack(mb.samples, config)
         stats["padding"] = padding_fraction(rows, config.rows_per_micro_batch)
         for start in range(0, len(rows), config.rows_per_micro_batch):
             micro = _micro_batch(model, rows[start : start + config.rows_per_micro_batch], mb, config, pad_id, autocast)

@@ -313,10 +313,14 @@ class TurnGrammar:
         """A fresh matcher at the start of a turn."""
         return _llguidance().LLMatcher(self.lltok, self._grammar(text))
 
+    def _unpack(self, words: torch.Tensor) -> torch.Tensor:
+        """``(B, W)`` int32 bitmask words (bit ``j`` of word ``w`` is token ``32w + j``) → ``(B, V)`` bool."""
+        return ((words[:, :, None] >> self._bits) & 1).flatten(1)[:, : self.vocab_size].bool()
+
     def allowed(self, matcher: Any) -> torch.Tensor:
         """``(V,)`` bool: the tokens the grammar allows next."""
         words = torch.frombuffer(bytearray(matcher.compute_bitmask()), dtype=torch.int32)
-        return ((words[:, None] >> self._bits) & 1).flatten()[: self.vocab_size].bool()
+        return self._unpack(words[None])[0]
 
     def allowed_rows(self, matchers: Sequence[Any], done: Sequence[bool], width: int) -> torch.Tensor:
         """``(len(matchers), width)`` bool: each live matcher's next tokens; done rows allow everything.
@@ -331,7 +335,7 @@ class TurnGrammar:
             return allowed
         words = llg_torch.allocate_token_bitmask(len(matchers), self.vocab_size)  # (B, ceil(V / 32)) int32
         llg_torch.fill_next_token_bitmask_par(self._executor, live, words)
-        bits = ((words[:, :, None] >> self._bits) & 1).flatten(1)[:, : self.vocab_size].bool()  # (B, V)
+        bits = self._unpack(words)  # (B, V)
         n = min(width, self.vocab_size)
         rows = torch.tensor([i for _, i in live])
         allowed[rows] = False
@@ -361,7 +365,7 @@ class TurnGrammar:
             live = [i for i, tokens in enumerate(token_lists) if step < len(tokens)]
             words = llg_torch.allocate_token_bitmask(len(texts), self.vocab_size)
             llg_torch.fill_next_token_bitmask_par(self._executor, [(matchers[i], i) for i in live], words)
-            bits = ((words[:, :, None] >> self._bits) & 1).flatten(1)[:, : self.vocab_size].bool()
+            bits = self._unpack(words)
             consumed = llg_torch.consume_token_par(
                 self._executor, [(matchers[i], int(token_lists[i][step])) for i in live]
             )
