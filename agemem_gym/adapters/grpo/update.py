@@ -84,8 +84,9 @@ _SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding")
 
 # ============================================================================ scoring
 def _pack(samples: Sequence[Sample], config: GRPOConfig) -> list[Row]:
-    """The one packing of scoring and update: the same samples give the same rows, so the ratio
-    is exactly 1 before the first optimizer step (rows grow to the longest sample when needed).
+    """The one packing of scoring and update (rows grow to the longest sample when needed).
+
+    The same samples give the same rows, so the ratio is exactly 1 before the first step.
     """
     return pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
 
