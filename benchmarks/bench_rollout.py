@@ -72,6 +72,7 @@ def _row(name: str, mode: str, r: dict[str, Any], same: str) -> list[Any]:
         r["generated_tokens"] / n,
         r["prefill_tokens"] / max(1, r["generated_tokens"]),
         r["seconds"] / n,
+        r["mask_seconds"] / n,
         same,
     ]
 
@@ -97,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parts", nargs="+", choices=("episode", "group"), default=["episode", "group"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tok = load_model(args.model)
+    model.to(args.device)
     runs: dict[str, dict[str, Any]] = {}
     plans = {"episode": ([0], 1, 10_000), "group": ([1], args.group_size, args.group_turns or 10_000)}
     for part in args.parts:
@@ -119,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     print(
         f"{args.env} (num_distractors={args.distractors}, max_rounds={args.max_rounds}), {args.model}, constrained, "
-        f"T={args.temperature}, max_new_tokens={args.max_new_tokens}, {args.threads} thread(s)"
+        f"T={args.temperature}, max_new_tokens={args.max_new_tokens}, {args.threads} thread(s), {args.device}"
     )
     headers = ["run", "mode", "episodes", "turns/ep", "prompt tok/ep", "prefilled tok/ep", "generated tok/ep"]
-    print(format_table([*headers, "prefilled/generated", "s/episode", "same turns"], rows))
+    print(format_table([*headers, "prefilled/generated", "s/episode", "grammar s/episode", "same turns"], rows))
     for part, q in ratios.items():
         print(f"\n{part}: {q['prefill']:.1f}x fewer tokens prefilled, {q['wall']:.2f}x faster (wall) with the cache")
     for r in runs.values():
