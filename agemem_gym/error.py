@@ -50,6 +50,15 @@ class MemoryFileError(Error, ValueError):
     """A saved memory file is truncated, corrupt or of another format/version."""
 
 
+class EndpointError(Error, ConnectionError):
+    """A model endpoint (an OpenAI-compatible server) failed: unreachable, unknown model, bad replies.
+
+    An infrastructure or configuration fault, never the agent's: policies raise it instead of
+    sending a turn to the env, and ``agemem eval`` stops on it (every later panel would fail the
+    same way) rather than recording it as one benchmark's error.
+    """
+
+
 class UnknownName(Error, KeyError):
     """A name looked up in a table (a policy, an embedder, a preset) does not exist."""
 

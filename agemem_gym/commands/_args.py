@@ -60,6 +60,7 @@ def check_model_option(model: str | None, policy_names: list[str]) -> None:
     """Check ``--model`` (name or folder, no loading) and that some policy of the run takes it."""
     if model is None:
         return
+    from agemem_gym import policies
     from agemem_gym.error import InvalidConfig
     from agemem_gym.policies.llm.models import check_model
 
@@ -69,4 +70,6 @@ def check_model_option(model: str | None, policy_names: list[str]) -> None:
         raise InvalidConfig(
             f"--model applies to the policies that run a chat model ({', '.join(takers)}); {given} takes none"
         )
-    check_model(model)
+    # a served model's name is the server's business; only local models are checked here
+    if any("base_url" not in policies.arguments(n) for n in set(policy_names) & set(takers)):
+        check_model(model)

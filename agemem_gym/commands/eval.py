@@ -3,6 +3,7 @@
 Example::
 
     agemem eval --suite paper --policy no-memory --policy rag --policy oracle --episodes 20 --out results/eval
+    agemem eval --policy openai:Qwen/Qwen3-8B --base-url http://localhost:8000/v1 --num-envs 8
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model", default=None, help="for --policy hf and the *-style baselines: smollm2, tiny or a model folder"
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="for --policy openai:MODEL: the OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
+        "($OPENAI_BASE_URL; key from $OPENAI_API_KEY)",
     )
     parser.add_argument(
         "--policy-kwargs", type=json_object, default={}, help='JSON {"policy name": {arguments}} for constructors'
@@ -148,6 +155,9 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
     check_model_option(args.model, args.policy)
     takers = set(policies_with_model())
+    served = [name for name in args.policy if "base_url" in policies.arguments(name)]
+    if args.base_url is not None and not served:
+        raise InvalidConfig(f"--base-url applies to openai:MODEL policies; {', '.join(args.policy)} takes none")
     policy_kwargs = {}
     for name in args.policy:
         kwargs = args.policy_kwargs.get(name, {})
@@ -156,5 +166,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         policy_kwargs[name] = dict(kwargs)
         if args.model is not None and name in takers:
             policy_kwargs[name].setdefault("model", args.model)
+        if args.base_url is not None and name in served:
+            policy_kwargs[name].setdefault("base_url", args.base_url)
         policies.check_arguments(name, policy_kwargs[name])
     return policy_kwargs

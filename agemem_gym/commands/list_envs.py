@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {name}")
     print("policies:")
     for name in policies.names():
-        print(f"  {name}")
+        print(f"  {name}" + ("  (as openai:MODEL, with --base-url URL)" if name == "openai" else ""))
     print("training presets (agemem train --config):")
     for name in PRESETS:
         print(f"  {name}")

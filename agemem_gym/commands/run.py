@@ -22,6 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="for policies that run a chat model (hf, mem0-style, ...): smollm2, tiny or a local model folder",
     )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="for --policy openai:MODEL: the OpenAI-compatible endpoint ($OPENAI_BASE_URL; key from $OPENAI_API_KEY)",
+    )
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes to play (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with seed + i (default 0)")
     parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
@@ -84,6 +89,10 @@ def _check(args: argparse.Namespace) -> dict[str, object]:
     policy_kwargs = dict(args.policy_kwargs)
     if args.model is not None:
         policy_kwargs["model"] = args.model
+    if args.base_url is not None:
+        if "base_url" not in policies.arguments(args.policy):
+            raise InvalidConfig(f"--base-url applies to openai:MODEL policies, not {args.policy!r}")
+        policy_kwargs["base_url"] = args.base_url
     policies.check_arguments(args.policy, policy_kwargs)
     gym.make(args.env_id, **args.env_kwargs).close()  # env-specific arguments too, before the model loads
     return policy_kwargs

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agemem_gym import policies
-from agemem_gym.error import Error, InvalidConfig
+from agemem_gym.error import EndpointError, Error, InvalidConfig
 from agemem_gym.evaluation import summarize
 from agemem_gym.harness.judging import JudgeSpec, make_judges
 from agemem_gym.harness.provenance import env_versions, run_metadata
@@ -97,7 +97,8 @@ def evaluate_suite(
         A JSON-serialisable dict: ``meta``, ``config``, ``benchmarks``, ``results``
         (label → policy → summary), ``scores`` (label → policy → main metric),
         ``episodes``, ``errors`` (benchmarks that could not run, with the reason),
-        ``status`` (``"complete"``) and ``missing`` (``[]``).
+        ``status`` (``"complete"``) and ``missing`` (``[]``); ``usage`` (label → policy →
+        token and request counts) when a policy reports them (served models).
     """
     plan = plan_suite(
         policy_names,
@@ -224,7 +225,7 @@ def run_plan(
     return result
 
 
-_TABLES = ("results", "scores", "episodes", "errors")
+_TABLES = ("results", "scores", "episodes", "errors", "usage")
 
 
 def _reuse(result: dict[str, Any], previous: Mapping[str, Any] | None, label: str, name: str) -> bool:
@@ -235,7 +236,7 @@ def _reuse(result: dict[str, Any], previous: Mapping[str, Any] | None, label: st
     for table in _TABLES:
         per = previous.get(table, {}).get(label, {})
         if name in per:
-            result[table].setdefault(label, {})[name] = copy.deepcopy(per[name])
+            result.setdefault(table, {}).setdefault(label, {})[name] = copy.deepcopy(per[name])
             found = found or table in ("results", "errors")
     return found
 
@@ -261,7 +262,7 @@ def _check_policies(policy_names: Sequence[str]) -> None:
     if len(set(policy_names)) != len(policy_names):
         raise InvalidConfig(f"a policy is listed twice: {list(policy_names)}")
     for name in policy_names:
-        if name not in policies.POLICIES:
+        if policies.split_name(name)[0] not in policies.POLICIES:
             policies.make(name)  # raises the "did you mean" error
 
 
@@ -311,11 +312,16 @@ def _evaluate_one(
     panel: _PanelSpec,
     bar: _Progress,
 ) -> None:
-    """Play the panel of one (benchmark, policy) pair and file its summary into ``result``."""
+    """Play the panel of one (benchmark, policy) pair and file its summary into ``result``.
+
+    A policy with a ``usage`` mapping (served models: tokens and requests) adds it, summed over
+    its instances, to ``result["usage"][label][name]``.
+    """
+    made: list[Any] = []
     try:
         episodes_out = run_panel(
             bench.env_id,
-            functools.partial(policies.make, name, **policy_kwargs),
+            functools.partial(_make_policy, name, policy_kwargs, made),
             episodes=panel.episodes,
             seed=panel.seed,
             env_kwargs=env_kwargs,
@@ -323,6 +329,8 @@ def _evaluate_one(
             vector_mode=panel.vector_mode,
             on_episode=bar.update,
         )
+    except EndpointError:
+        raise  # the endpoint, not this benchmark: every later panel would fail alike
     except Error as exc:  # a missing optional package or data file: report it, run the rest
         result["errors"].setdefault(bench.label, {})[name] = f"{type(exc).__name__}: {exc}"
         for _ in range(panel.episodes):
@@ -332,6 +340,27 @@ def _evaluate_one(
     result["results"].setdefault(bench.label, {})[name] = summary
     result["scores"].setdefault(bench.label, {})[name] = metric_value(bench, summary)
     result["episodes"].setdefault(bench.label, {})[name] = [dataclasses.asdict(e) for e in episodes_out]
+    usage = _summed_usage(made)
+    if usage is not None:
+        result.setdefault("usage", {}).setdefault(bench.label, {})[name] = usage
+
+
+def _make_policy(name: str, kwargs: Mapping[str, Any], made: list[Any]) -> Any:
+    """``policies.make(name, **kwargs)``, remembering the instance in ``made``."""
+    policy = policies.make(name, **kwargs)
+    made.append(policy)
+    return policy
+
+
+def _summed_usage(made: Sequence[Any]) -> dict[str, int] | None:
+    """The ``usage`` counters of the distinct policy instances, summed; ``None`` when none has any."""
+    total: dict[str, int] = {}
+    for policy in {id(p): p for p in made}.values():
+        usage = getattr(policy, "usage", None)
+        if isinstance(usage, Mapping):
+            for key, value in usage.items():
+                total[key] = total.get(key, 0) + int(value)
+    return total or None
 
 
 def _describe(bench: Benchmark) -> dict[str, Any]:

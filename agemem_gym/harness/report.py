@@ -89,11 +89,25 @@ def render_report(result: Mapping[str, Any]) -> str:
         ["Benchmark", *names],
         [[label, *(_num(_total_calls(result["results"].get(label, {}).get(n)), 2) for n in names)] for label in labels],
     )
+    lines += _usage_section(result.get("usage") or {})
     if result.get("errors"):
         lines += ["## Not run", ""]
         lines += [f"- {label} / {name}: {err}" for label, per in result["errors"].items() for name, err in per.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _usage_section(usage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
+    """Tokens and requests of the served-model policies, per benchmark (none: no section)."""
+    rows = [
+        [label, name, *(str(u.get(k, 0)) for k in ("prompt_tokens", "completion_tokens", "requests", "retries"))]
+        for label, per in usage.items()
+        for name, u in per.items()
+    ]
+    if not rows:
+        return []
+    head = ["Benchmark", "Policy", "prompt tokens", "completion tokens", "requests", "retries"]
+    return ["## Endpoint usage (served models)", "", *_table(head, rows)]
 
 
 def _header(result: Mapping[str, Any], names: Sequence[str]) -> list[str]:

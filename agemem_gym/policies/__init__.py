@@ -32,6 +32,7 @@ __all__ = [
     "check_arguments",
     "make",
     "names",
+    "split_name",
 ]
 
 # name -> "module:Class"; resolved on use so optional dependencies load only when asked for.
@@ -46,13 +47,34 @@ POLICIES: dict[str, str] = {
     "langmem-style": "agemem_gym.policies.baselines.langmem:LangMemPolicy",
     "amem-style": "agemem_gym.policies.baselines.amem:AMemPolicy",
     "hf": "agemem_gym.policies.llm.hf_policy:make_hf_policy",
+    "openai": "agemem_gym.policies.llm.openai_policy:OpenAIPolicy",
 }
+
+# "openai:MODEL" is the "openai" policy serving MODEL (the part after the first colon).
+_MODEL_PREFIXES = ("openai",)
 
 
 # Where a constructor passes **kwargs on, the callable that receives them (its names count too).
 _FORWARDS_TO: dict[str, str] = {"hf": "agemem_gym.policies.llm.hf_policy:HFPolicy"}
 # Positional objects the forwarding factory fills in itself: not arguments a user can give.
 _FILLED_IN: dict[str, frozenset[str]] = {"hf": frozenset({"tokenizer"})}
+
+
+def split_name(name: str) -> tuple[str, dict[str, Any]]:
+    """The table name of a policy and the arguments its name carries.
+
+    ``"openai:MODEL"`` is ``("openai", {"model": "MODEL"})``; any other name is itself, with none.
+
+    Example:
+        >>> split_name("openai:Qwen/Qwen3-8B")
+        ('openai', {'model': 'Qwen/Qwen3-8B'})
+    """
+    base, colon, model = str(name).partition(":")
+    if colon and base in _MODEL_PREFIXES:
+        if not model:
+            raise InvalidConfig(f"policy {name!r} names no model; write {base}:MODEL")
+        return base, {"model": model}
+    return name, {}
 
 
 def _resolve(target: str) -> Any:
@@ -80,17 +102,18 @@ def arguments(name: str) -> list[str]:
     """The keyword arguments policy ``name`` accepts (``--policy-kwargs``, ``--model``).
 
     Args:
-        name: One of :func:`names`.
+        name: One of :func:`names`, or ``openai:MODEL`` (its model is given: not listed).
 
     Returns:
         The argument names, sorted.
     """
+    name, carried = split_name(name)
     if name not in POLICIES:
         raise unknown_name("policy", name, POLICIES)
     accepted = _named_parameters(_resolve(POLICIES[name]))
     if name in _FORWARDS_TO:
         accepted |= _named_parameters(_resolve(_FORWARDS_TO[name])) - _FILLED_IN.get(name, frozenset())
-    return sorted(accepted)
+    return sorted(accepted - set(carried))
 
 
 def check_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
@@ -121,7 +144,8 @@ def make(name: str, **kwargs: Any) -> Policy:
     """Build a policy by name.
 
     Args:
-        name: One of :func:`names` (unknown names get a "did you mean").
+        name: One of :func:`names` (unknown names get a "did you mean"), or ``openai:MODEL``
+            for a model behind an OpenAI-compatible endpoint.
         **kwargs: Passed to the policy's constructor (:func:`arguments` lists them).
 
     Returns:
@@ -132,4 +156,5 @@ def make(name: str, **kwargs: Any) -> Policy:
         InvalidConfig: An argument the policy does not accept.
     """
     check_arguments(name, kwargs)
-    return _resolve(POLICIES[name])(**kwargs)
+    base, carried = split_name(name)
+    return _resolve(POLICIES[base])(**carried, **kwargs)

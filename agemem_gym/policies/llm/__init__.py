@@ -6,6 +6,9 @@
   its prefill-and-decode loop, which prefills only the tokens after the longest prefix it
   has already run (the last turn, a group's shared prompt, the system prompt);
 - :mod:`~agemem_gym.policies.llm.vllm_policy`: the same interface on vLLM (GPU);
+- :mod:`~agemem_gym.policies.llm.openai_policy`: ``openai:MODEL``, a model behind an
+  OpenAI-compatible endpoint (vLLM/SGLang/llama.cpp servers, hosted APIs), over the one
+  HTTP client in :mod:`~agemem_gym.policies.llm.openai_client` (standard library only);
 - :mod:`~agemem_gym.policies.llm.constrained`: grammar-constrained turns (llguidance);
 - :mod:`~agemem_gym.policies.llm.models`: model and tokenizer loading (the bundled
   SmolLM2 GGUF, tiny models built from a config);

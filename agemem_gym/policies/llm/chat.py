@@ -3,7 +3,8 @@
 * :class:`HFChat`: any local Hugging Face chat model (``"smollm2"``, ``"tiny"`` or a folder),
   greedy decoding, loaded once per process and shared by every caller.
 * :class:`OpenAIChat`: an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp
-  server, Ollama, a hosted API) over the standard library, so it needs no extra package.
+  server, Ollama, a hosted API) through :class:`~agemem_gym.policies.llm.openai_client.OpenAIClient`
+  (standard library, retries with backoff), so it needs no extra package.
 * :func:`make_chat` builds one from a spec string: ``"hf:smollm2"``, ``"hf:/path/to/model"``
   or ``"openai:MODEL"`` (base URL from ``base_url`` or ``$OPENAI_BASE_URL``, key from
   ``$OPENAI_API_KEY``).
@@ -12,14 +13,11 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from agemem_gym.error import InvalidConfig
+from agemem_gym.policies.llm.openai_client import OpenAIClient
 
 __all__ = ["HFChat", "OpenAIChat", "make_chat"]
 
@@ -80,6 +78,8 @@ class OpenAIChat:
         api_key: Bearer token (default ``$OPENAI_API_KEY``; optional for local servers).
         max_tokens: Longest reply.
         timeout: Seconds per request.
+        max_retries: Further attempts after a connection error, timeout, 429, 5xx or garbage
+            reply (:class:`~agemem_gym.policies.llm.openai_client.OpenAIClient`).
     """
 
     def __init__(
@@ -89,34 +89,25 @@ class OpenAIChat:
         api_key: str | None = None,
         max_tokens: int = 64,
         timeout: float = 60.0,
+        max_retries: int = 2,
     ) -> None:
-        url = base_url or os.environ.get("OPENAI_BASE_URL")
-        if not url:
-            raise InvalidConfig("OpenAIChat needs base_url (or $OPENAI_BASE_URL), e.g. http://localhost:8000/v1")
         if not model:
             raise InvalidConfig("OpenAIChat needs a model name")
+        self.client = OpenAIClient(base_url, api_key, timeout=timeout, max_retries=max_retries, owner="OpenAIChat")
         self.model = model
-        self.base_url = url.rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.base_url = self.client.base_url
         self.max_tokens = int(max_tokens)
-        self.timeout = float(timeout)
         self.name = f"openai:{model}@{self.base_url}"
 
     def __call__(self, messages: Sequence[dict[str, str]]) -> str:
-        """The endpoint's reply (temperature 0)."""
-        body = json.dumps(
-            {"model": self.model, "messages": list(messages), "temperature": 0.0, "max_tokens": self.max_tokens}
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - user-given URL
-                payload = json.loads(response.read())
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
-            raise ConnectionError(f"chat endpoint {self.base_url} failed: {exc}") from exc
-        return str(payload["choices"][0]["message"]["content"] or "").strip()
+        """The endpoint's reply (temperature 0).
+
+        Raises:
+            EndpointError: The endpoint failed (a ``ConnectionError``).
+        """
+        body = {"model": self.model, "messages": list(messages), "temperature": 0.0, "max_tokens": self.max_tokens}
+        payload = self.client.chat(body)
+        return str(payload["choices"][0]["message"].get("content") or "").strip()
 
 
 def make_chat(spec: str, base_url: str | None = None, max_new_tokens: int = 64) -> HFChat | OpenAIChat:

@@ -31,7 +31,15 @@ from agemem_gym.tools import lists_tools, tool_schemas
 if TYPE_CHECKING:
     from agemem_gym.policies.llm.prefix_cache import PrefixCache
 
-__all__ = ["HFPolicy", "TurnRecord", "DEFAULT_STOPS", "make_hf_policy", "render_prompt"]
+__all__ = [
+    "HFPolicy",
+    "TurnRecord",
+    "DEFAULT_STOPS",
+    "chat_messages",
+    "make_hf_policy",
+    "render_prompt",
+    "wants_tool_schemas",
+]
 
 DEFAULT_STOPS = ("</tool_call>", "</answer>", "</action>")
 
@@ -58,6 +66,33 @@ class TurnRecord:
     grammar: str | None = None
 
 
+def chat_messages(observation: Observation) -> list[dict[str, str]]:
+    """The observation as plain ``{"role", "content"}`` chat messages (what every backend is sent).
+
+    Args:
+        observation: The env's observation (chat messages).
+
+    Returns:
+        Fresh dicts holding only ``role`` and ``content``.
+    """
+    return [{"role": m["role"], "content": m["content"]} for m in observation]
+
+
+def wants_tool_schemas(messages: Sequence[Mapping[str, str]], tools: bool | str = "auto") -> bool:
+    """Whether to pass the tool schemas (``tools=``) on top of ``messages``.
+
+    Args:
+        messages: Chat messages.
+        tools: ``True``, ``False`` or ``"auto"`` (only when the system prompt does not list
+            the tools already).
+
+    Returns:
+        The decision.
+    """
+    listed = bool(messages) and messages[0]["role"] == "system" and lists_tools(messages[0]["content"])
+    return tools is True or (tools == "auto" and not listed)
+
+
 def render_prompt(tokenizer: Any, observation: Observation, tools: bool | str = "auto") -> str:
     """Render chat messages with the tokenizer's chat template, generation prompt added.
 
@@ -70,9 +105,8 @@ def render_prompt(tokenizer: Any, observation: Observation, tools: bool | str = 
     Returns:
         The prompt text.
     """
-    messages = [{"role": m["role"], "content": m["content"]} for m in observation]
-    listed = bool(messages) and messages[0]["role"] == "system" and lists_tools(messages[0]["content"])
-    use_tools = tools is True or (tools == "auto" and not listed)
+    messages = chat_messages(observation)
+    use_tools = wants_tool_schemas(messages, tools)
     return tokenizer.apply_chat_template(
         messages, tools=tool_schemas() if use_tools else None, tokenize=False, add_generation_prompt=True
     )
