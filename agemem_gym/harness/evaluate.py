@@ -21,7 +21,7 @@ from agemem_gym import policies
 from agemem_gym.error import EndpointError, Error, InvalidConfig
 from agemem_gym.evaluation import summarize
 from agemem_gym.harness.judging import JudgeSpec, make_judges
-from agemem_gym.harness.provenance import env_versions, run_metadata
+from agemem_gym.harness.provenance import env_versions, redact_secrets, run_metadata
 from agemem_gym.harness.runner import run_panel
 from agemem_gym.harness.suites import METRICS, Benchmark, metric_value, resolve_suites
 
@@ -283,10 +283,10 @@ def _new_result(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
         "config": {
-            "command": command,
+            "command": redact_secrets(command),
             "suites": list(suites),
             "policies": list(policy_names),
-            "policy_kwargs": per_policy,
+            "policy_kwargs": redact_secrets(per_policy),
             "episodes": panel.episodes,
             "seed": panel.seed,
             "seeds": [panel.seed + i for i in range(panel.episodes)],

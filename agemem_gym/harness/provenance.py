@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["git_revision", "env_versions", "run_metadata"]
+__all__ = ["git_revision", "env_versions", "redact_secrets", "run_metadata"]
 
 
 def git_revision(path: str | Path | None = None) -> str:
@@ -64,3 +65,28 @@ def run_metadata() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
+
+
+# exact key names: a substring match would also hide "max_new_tokens"
+_SECRET_KEYS = frozenset({"api_key", "apikey", "token", "access_token", "auth_token", "secret", "password"})
+_KEY_NAMES = "|".join(sorted(_SECRET_KEYS))
+_SECRET_IN_TEXT = re.compile(r"""(["']?\b(?:""" + _KEY_NAMES + r""")\b["']?\s*[:=]\s*["']?)[^"',}\s]+""", re.IGNORECASE)
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with API keys and tokens replaced by ``"***"``, so results files can be shared.
+
+    Mappings are redacted by key (``api_key``, ``token``, …, at any depth); strings (the
+    recorded command line, which may carry ``--policy-kwargs`` JSON) by pattern.
+    """
+    if isinstance(value, Mapping):
+        return {k: "***" if _is_secret(k) else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_secrets(v) for v in value)
+    if isinstance(value, str):
+        return _SECRET_IN_TEXT.sub(r"\1***", value)
+    return value
+
+
+def _is_secret(key: Any) -> bool:
+    return isinstance(key, str) and key.lower() in _SECRET_KEYS
