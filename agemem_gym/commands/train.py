@@ -55,11 +55,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
     parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS  # torch-free too
+
     parser.add_argument(
         "--print-accelerate-config",
         metavar="NAME",
-        choices=("ddp", "fsdp", "zero2", "zero3"),
-        help="print the path of a bundled accelerate config (ddp, fsdp, zero2, zero3) and exit; "
+        choices=ACCELERATE_CONFIGS,
+        help=f"print the path of a bundled accelerate config ({', '.join(ACCELERATE_CONFIGS)}) and exit; "
         "use it as: accelerate launch --config_file PATH -m agemem_gym.adapters.grpo ...",
     )
 
