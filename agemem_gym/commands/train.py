@@ -55,6 +55,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
     parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS  # torch-free too
+
+    parser.add_argument(
+        "--print-accelerate-config",
+        metavar="NAME",
+        choices=ACCELERATE_CONFIGS,
+        help=f"print the path of a bundled accelerate config ({', '.join(ACCELERATE_CONFIGS)}) and exit; "
+        "use it as: accelerate launch --config_file PATH -m agemem_gym.adapters.grpo ...",
+    )
 
 
 def _clip(text: str) -> float | None:
@@ -87,6 +96,11 @@ def main(args: argparse.Namespace) -> int:
     """Load and check the config, train, print where the results are."""
     from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
 
+    if getattr(args, "print_accelerate_config", None):
+        from agemem_gym.adapters.grpo.launch import accelerate_config_path
+
+        print(accelerate_config_path(args.print_accelerate_config))
+        return 0
     config = _check(args)
     try:
         from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks

@@ -8,8 +8,9 @@
 from typing import Any
 
 from agemem_gym.adapters.grpo.config import PRESETS, GRPOConfig, load_config
+from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS, accelerate_config_path
 
-__all__ = ["GRPOConfig", "PRESETS", "load_config", "train"]
+__all__ = ["ACCELERATE_CONFIGS", "GRPOConfig", "PRESETS", "accelerate_config_path", "load_config", "train"]
 
 
 def __getattr__(name: str) -> Any:  # torch is imported only when training starts

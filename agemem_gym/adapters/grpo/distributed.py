@@ -12,7 +12,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "all_sum", "all_sum_many", "all_gather_objects", "sync_gradients", "broadcast_parameters"]
+__all__ = [
+    "world",
+    "task_share",
+    "all_sum",
+    "all_sum_many",
+    "all_gather_objects",
+    "sync_gradients",
+    "broadcast_parameters",
+]
 
 
 def world() -> tuple[int, int]:
@@ -20,6 +28,18 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def task_share(n: int, rank: int, world: int) -> range:
+    """The indices of ``n`` tasks that ``rank`` of ``world`` collects: a contiguous block.
+
+    Blocks differ in size by at most one (the first ``n % world`` ranks take one more), and
+    their concatenation in rank order is ``range(n)``: task ``i`` is task ``i`` whatever the
+    number of processes, so its rollout seeds are too.
+    """
+    size, extra = divmod(n, world)
+    start = rank * size + min(rank, extra)
+    return range(start, start + size + (rank < extra))
 
 
 def _device() -> torch.device:

@@ -27,6 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training_state
 from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.launch import check_distributed_type
 from agemem_gym.adapters.grpo.metrics import MetricLogger, StepProgress
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
 from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
@@ -123,7 +124,7 @@ def build_state(config: GRPOConfig) -> TrainState:
     rng = np.random.default_rng(config.seed)  # task sampling and shuffling: identical on every rank
     start_step = load_training_state(resume, optimizer, rng) + 1 if resume is not None else 0
     policy = _rollout_policy(config, model, tokenizer)
-    local_tasks = len(range(rank, config.tasks_per_step, world))
+    local_tasks = len(D.task_share(config.tasks_per_step, rank, world))
     envs = _rollout_envs(config, tokenizer, rank, local_tasks, start_step)
     env = envs.get_attr("unwrapped")[0]
     logger = MetricLogger(output_dir, tensorboard=config.tensorboard) if rank == 0 else None
@@ -190,7 +191,9 @@ def _accelerator() -> Any:
         from accelerate import Accelerator
     except ImportError as exc:
         raise missing_dependency("accelerate", "train") from exc
-    return Accelerator(mixed_precision="no")
+    accelerator = Accelerator(mixed_precision="no")
+    check_distributed_type(accelerator.distributed_type)  # FSDP / DeepSpeed would shard nothing: refuse
+    return accelerator
 
 
 def _quiet_loading() -> None:

@@ -146,15 +146,21 @@ def _schedule_distractors(state: TrainState, step: int) -> int:
 
 
 def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
-    """This rank's share of B tasks × K rollouts, seeded by the step (a resumed run samples the same)."""
+    """This rank's share of B tasks × K rollouts, seeded by the step (a resumed run samples the same).
+
+    The B tasks and the env seed of each task's K rollouts depend on the run's RNG and the step
+    only, not on the number of processes (:func:`~agemem_gym.adapters.grpo.distributed.task_share`);
+    the sampled tokens do (each rank samples its share from its own stream).
+    """
     config, k = state.config, state.config.group_size
     drawn = state.rng.choice(len(state.panel), size=config.tasks_per_step, replace=True)  # same on every rank
-    tasks = [state.panel[i] for i in drawn]
+    share = D.task_share(config.tasks_per_step, state.rank, state.world)
+    tasks = [state.panel[drawn[i]] for i in share]
     state.model.eval()
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
-    seed = config.seed * 1_000_003 + step * config.tasks_per_step * k + state.rank * state.local_tasks * k
+    seed = config.seed * 1_000_003 + (step * config.tasks_per_step + share.start) * k  # task i: seed + i·K + j
     on_turns = state.progress.phase("rollout", None, "turn")
-    return collect_groups(state.envs, state.policy, tasks[state.rank :: state.world], k, seed=seed, on_turns=on_turns)
+    return collect_groups(state.envs, state.policy, tasks, k, seed=seed, on_turns=on_turns)
 
 
 def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:

@@ -231,10 +231,17 @@ def _update_means(sums: dict[str, float], n_updates: int) -> dict[str, float]:
 
 
 def minibatch_split(n: int, minibatches: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Indices of each minibatch of one epoch (identical on every rank: ``rng`` is)."""
+    """Indices of each minibatch of one epoch (``rng`` advances by one draw whatever ``n`` is).
+
+    ``rng`` is the run's RNG, identical on every rank, but ``n`` is this rank's sample count:
+    a permutation of ``n`` drawn from it directly would advance it differently on each rank
+    (and the task schedule after it would diverge), so the shuffle gets its own generator.
+    """
     # one minibatch: keep the scoring order, so the rows (and the forward pass) are the same
     # as for the old log-probs and the ratio is exactly 1 before the first step
-    order = rng.permutation(n) if minibatches > 1 else np.arange(n)
+    if minibatches <= 1:
+        return np.array_split(np.arange(n), 1)
+    order = np.random.default_rng(int(rng.integers(2**63))).permutation(n)
     return np.array_split(order, minibatches)
 
 
