@@ -45,7 +45,7 @@ Act = Callable[[Sequence[int], Sequence[Any], Sequence[dict[str, Any]]], Sequenc
 
 
 class SlotEnvs(Protocol):
-    """What :func:`play_episodes` needs of a vector env (Sync- and AsyncVectorEnv have it)."""
+    """What :func:`play_episodes` needs of a vector env (Sync-, Async- and RayVectorEnv have it)."""
 
     num_envs: int
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -167,22 +168,26 @@ class RayVectorEnv(gym.vector.VectorEnv):
         self._workers: list[Any] = []  # filled before anything can fail and leave actors behind
         self._workers = [self._spawn(fn) for fn in self.env_fns]
         self._describe_all()
-        self._records = [_Record() for _ in range(self.num_envs)]
-        self._env_obs: list[Any] = [None] * self.num_envs
-        self._env_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        self._observations = create_empty_array(self.single_observation_space, n=self.num_envs, fn=np.zeros)
-        self._rewards = np.zeros((self.num_envs,), dtype=np.float64)
-        self._terminations = np.zeros((self.num_envs,), dtype=np.bool_)
-        self._truncations = np.zeros((self.num_envs,), dtype=np.bool_)
-        self._autoreset_envs = np.zeros((self.num_envs,), dtype=np.bool_)
-        self._lost: list[str | None] = [None] * self.num_envs  # why a rebuilt actor could not replay
-        self.worker_restarts = [0] * self.num_envs
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """The driver's per-sub-env state: replay records, last results, batching buffers."""
+        n = self.num_envs
+        self._records = [_Record() for _ in range(n)]
+        self._env_obs: list[Any] = [None] * n
+        self._env_infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        self._observations: Any = create_empty_array(self.single_observation_space, n=n, fn=np.zeros)
+        self._rewards = np.zeros((n,), dtype=np.float64)
+        self._terminations = np.zeros((n,), dtype=np.bool_)
+        self._truncations = np.zeros((n,), dtype=np.bool_)
+        self._autoreset_envs = np.zeros((n,), dtype=np.bool_)
+        self._lost: list[str | None] = [None] * n  # why a rebuilt actor could not replay
+        self.worker_restarts = [0] * n
 
     # ------------------------------------------------------------------ actors
 
     def _spawn(self, make_env: Callable[[], gym.Env]) -> Any:
-        remote = self._ray.remote(EnvWorker)
-        return remote.options(**self._actor_options).remote(make_env)
+        return _remote_worker().options(**self._actor_options).remote(make_env)
 
     def _describe_all(self) -> None:
         """Read the spaces of every sub-env (waiting for the actors to start) and check they agree."""
@@ -411,11 +416,6 @@ class RayVectorEnv(gym.vector.VectorEnv):
         """The seed of every sub-env's generator."""
         return self.get_attr("np_random_seed")
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
-        """Copies of every sub-env's generator (they live in the actors)."""
-        return self.get_attr("np_random")
-
     def close_extras(self, **kwargs: Any) -> None:
         """Close the sub-envs and end their actors (Ray itself keeps running)."""
         ray, workers, self._workers = self._ray, self._workers, []
@@ -425,6 +425,12 @@ class RayVectorEnv(gym.vector.VectorEnv):
             pass  # a dead or stuck actor: killing it below is all that is left
         for worker in workers:
             ray.kill(worker, no_restart=True)
+
+
+@functools.cache
+def _remote_worker() -> Any:
+    """The actor class, made once (Ray exports its definition again for each new session)."""
+    return require_ray().remote(EnvWorker)
 
 
 def _as_builder(source: EnvSource) -> Callable[[], gym.Env]:
