@@ -8,7 +8,8 @@ For each env id, number of sub-envs and mode (``sync``: ``SyncVectorEnv``, ``asy
 policy on the driver plays ``--steps`` lockstep steps (Gymnasium's next-step autoreset starts
 a new episode after each finished one) after ``--warmup`` untimed ones (the JVM of
 ScienceWorld and TextWorld's game loading start lazily). Only ``envs.step`` is timed; the
-policy's own time is left out. The table gives sub-env steps per second, the start-up time
+policy's own time is left out; ``--repeats`` rounds interleave the configurations and the
+table shows each one's median run. The table gives sub-env steps per second, the start-up time
 of the vector env, and the ratio of Ray's throughput to the in-process and subprocess ones.
 """
 
@@ -83,6 +84,17 @@ def measure(env_id: str, policy: str, n: int, mode: str, steps: int, warmup: int
     }
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, with the spread of all runs and their raw numbers."""
+    rate = sorted(r["steps_per_s"] for r in rows)
+    middle = sorted(rows, key=lambda r: r["steps_per_s"])[len(rows) // 2]
+    return {**middle, "spread": f"{_num(rate[0])}-{_num(rate[-1])}", "runs_steps_per_s": rate}
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def start_ray(num_cpus: int | None) -> tuple[float, str]:
     import ray
 
@@ -120,31 +132,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modes", nargs="+", default=["sync", "async", "ray"], choices=["sync", "async", "ray"])
     parser.add_argument("--steps", type=int, default=60, help="timed lockstep steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (engines start lazily)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows each median")
     parser.add_argument("--ray-cpus", type=int, default=None, help="ray.init(num_cpus=...); default: all cores")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
     envs = {e: args.policy or DEFAULT_ENVS.get(e, "rag") for e in (args.env or DEFAULT_ENVS)}
     ray_init_s, temp = start_ray(args.ray_cpus) if "ray" in args.modes else (0.0, "")
-    results = []
+    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     try:
-        for env_id, policy in envs.items():
-            for n in args.num_envs:
-                for mode in args.modes:
-                    row = measure(env_id, policy, n, mode, args.steps, args.warmup)
-                    results.append(row)
-                    print(f"{env_id} n={n} {mode}: {row['steps_per_s']:.1f} steps/s", flush=True)
+        for r in range(args.repeats):  # rounds interleave the modes: load drifting over time hits all alike
+            for env_id, policy in envs.items():
+                for n in args.num_envs:
+                    for mode in args.modes:
+                        row = measure(env_id, policy, n, mode, args.steps, args.warmup)
+                        runs.setdefault((env_id, n, mode), []).append(row)
+                        print(f"round {r}: {env_id} n={n} {mode}: {row['steps_per_s']:.1f} steps/s", flush=True)
     finally:
         if "ray" in args.modes:
             import ray
 
             ray.shutdown()
             shutil.rmtree(temp, ignore_errors=True)
+    results = [median_row(rows) for rows in runs.values()]
     print(
-        f"\n## Sub-env steps/s ({args.steps} lockstep steps after {args.warmup} warm-up; ray.init {ray_init_s:.1f} s)\n"
+        f"\n## Sub-env steps/s, median of {args.repeats} ({args.steps} lockstep steps after {args.warmup} warm-up; "
+        f"ray.init {ray_init_s:.1f} s)\n"
     )
-    headers = ["env", "policy", "envs", "mode", "steps/s", "ms/lockstep", "startup s", "episodes"]
-    keys = ["env", "policy", "num_envs", "mode", "steps_per_s", "ms_per_lockstep", "startup_s", "episodes_ended"]
+    headers = ["env", "policy", "envs", "mode", "steps/s", "min-max", "ms/lockstep", "startup s", "episodes"]
+    keys = [
+        "env",
+        "policy",
+        "num_envs",
+        "mode",
+        "steps_per_s",
+        "spread",
+        "ms_per_lockstep",
+        "startup_s",
+        "episodes_ended",
+    ]
     print(format_table(headers, [[r[k] for k in keys] for r in results]))
     print("\n## Ray against the alternatives (throughput ratio, > 1: Ray is faster)\n")
     print(format_table(["env", "envs", "ray steps/s", "ray / sync", "ray / async"], ratio_rows(results)))
