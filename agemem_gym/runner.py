@@ -12,7 +12,7 @@ sub-envs are :class:`~agemem_gym.vector.EpisodeSlot` slots
 each step, every slot whose episode ended takes the next unplayed episode, in slot order,
 and those slots are reset together. A slot with nothing left to play idles (it is sent
 :class:`~agemem_gym.vector.Idle`). An episode ends when its slot reports ``slot_done`` or
-after ``max_steps`` steps.
+after ``max_steps`` steps (or when the vector env itself ends it: terminated or truncated).
 
 Example:
     >>> import gymnasium as gym
@@ -45,7 +45,7 @@ Act = Callable[[Sequence[int], Sequence[Any], Sequence[dict[str, Any]]], Sequenc
 
 
 class SlotEnvs(Protocol):
-    """What :func:`play_episodes` needs of a vector env (Sync- and AsyncVectorEnv have it)."""
+    """What :func:`play_episodes` needs of a vector env (Sync-, Async- and RayVectorEnv have it)."""
 
     num_envs: int
 
@@ -189,13 +189,15 @@ class _Loop:
         actions: list[Any] = [Idle()] * len(self.current)
         for j, action in zip(active, chosen):
             actions[j] = action
-        obs, rewards, _, _, infos = self.envs.step(tuple(actions))
+        obs, rewards, terminated, truncated, infos = self.envs.step(tuple(actions))
         out = []
         for j in active:
             self.obs[j], self.infos[j] = obs[j], unbatch_info(infos, j)
             self.steps[j] += 1
             self.returns[j] += float(rewards[j])
-            finished = bool(self.infos[j].get("slot_done", False))
+            # slots report their ends in info; a vector env may still end an episode itself
+            # (RayVectorEnv truncates one whose lost worker could not be replayed)
+            finished = bool(self.infos[j].get("slot_done", False) or terminated[j] or truncated[j])
             if finished or self.steps[j] >= max_steps:
                 out.append(self._end(j, float(rewards[j]), finished))
         return out

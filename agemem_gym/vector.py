@@ -5,23 +5,57 @@
   :attr:`EpisodeSlot.pinned_task`, reports the end of its episode in ``info`` and then
   freezes until its next reset, so the vector env can keep stepping the slots that still
   play. :func:`agemem_gym.runner.play_episodes` is the loop that drives it.
-* :func:`make_slot_envs` builds such a vector env (in-process or worker processes).
+* :func:`make_slot_envs` builds such a vector env (in-process, worker processes or Ray
+  actors: :class:`agemem_gym.vector_ray.RayVectorEnv`).
+* :class:`EnvFactory` is a picklable ``gym.make(env_id, **kwargs)`` for worker processes
+  and Ray actors (a lambda would carry whatever its closure holds along with it).
 * :func:`unbatch_info` takes one sub-env's ``info`` out of a vector env's batched infos.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
 
 from agemem_gym.error import InvalidConfig
 
-__all__ = ["EpisodeSlot", "Idle", "make_slot_envs", "unbatch_info"]
+if TYPE_CHECKING:  # Ray is imported only when a Ray vector env is built
+    from agemem_gym.vector_ray import RayVectorEnv
+
+__all__ = ["EnvFactory", "EpisodeSlot", "Idle", "VECTOR_MODES", "make_slot_envs", "unbatch_info"]
+
+VECTOR_MODES = ("sync", "async", "ray")
+"""The ``mode`` values of :func:`make_slot_envs`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvFactory:
+    """``gym.make(env_id, **kwargs)`` as a picklable callable.
+
+    Worker processes and Ray actors receive their env's recipe pickled; this one carries the
+    id and the arguments only (a lambda defined in a method would carry its whole closure).
+
+    Attributes:
+        env_id: A registered id (``AgeMem/*`` ids are registered in the worker on call) or
+            an ``EnvSpec``.
+        kwargs: ``gym.make`` arguments.
+    """
+
+    env_id: str | EnvSpec
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self) -> gym.Env:
+        """Build the env."""
+        import agemem_gym  # noqa: F401 - registers the ids in a fresh worker process
+
+        return gym.make(self.env_id, **dict(self.kwargs))
 
 
 class Idle:
@@ -82,14 +116,16 @@ def make_slot_envs(
     make_env: Callable[[], gym.Env] | Sequence[Callable[[], gym.Env]],
     num_envs: int = 1,
     mode: str = "sync",
-) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
+) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv | RayVectorEnv:
     """A vector env (autoreset off) of :class:`EpisodeSlot`-wrapped sub-envs.
 
     Args:
         make_env: Builds one sub-env (the slot wrapper is added here); or a list with one
             builder per sub-env.
         num_envs: Number of sub-envs when ``make_env`` is a single builder.
-        mode: ``"sync"`` (in this process) or ``"async"`` (one worker process per sub-env).
+        mode: ``"sync"`` (in this process), ``"async"`` (one worker process per sub-env) or
+            ``"ray"`` (one Ray actor per sub-env; needs the ``[ray]`` extra and picklable
+            builders, see :class:`~agemem_gym.vector_ray.RayVectorEnv`).
 
     Returns:
         The vector env.
@@ -102,7 +138,11 @@ def make_slot_envs(
     if mode == "async":
         # text observations have no fixed shape: workers send them through pipes
         return gym.vector.AsyncVectorEnv(fns, shared_memory=False, autoreset_mode=autoreset)
-    raise InvalidConfig(f"vector mode must be 'sync' or 'async', got {mode!r}")
+    if mode == "ray":
+        from agemem_gym.vector_ray import RayVectorEnv
+
+        return RayVectorEnv(fns, autoreset_mode=autoreset)
+    raise InvalidConfig(f"vector mode must be one of {', '.join(VECTOR_MODES)}, got {mode!r}")
 
 
 def _slot(make_env: Callable[[], gym.Env]) -> gym.Env:

@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
     parser.add_argument("--seed", type=int, default=0, help="base seed: episode i uses task i and seed + i")
     parser.add_argument("--num-envs", type=int, default=2, help="sub-environments per vector env")
-    parser.add_argument("--vector-mode", choices=("sync", "async"), default="sync", help="async: worker processes")
+    parser.add_argument("--vector-mode", choices=("sync", "async", "ray"), default="sync", help="async/ray: workers")
     parser.add_argument("--judge", default="f1", help="f1 (offline, default), em, hf:MODEL or openai:MODEL")
     parser.add_argument("--judge-base-url", default=None, help="endpoint for openai: judges ($OPENAI_BASE_URL)")
     parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to every gym.make")

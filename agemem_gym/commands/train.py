@@ -28,6 +28,7 @@ _FIELDS = (
     "overwrite",
     "record_dir",
     "record_every",
+    "env_backend",
 )
 
 
@@ -54,6 +55,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--record", dest="record_dir", metavar="DIR", **_FIELD, help="record rollouts for agemem view")
     parser.add_argument("--record-every", type=int, **_FIELD, help="record every N-th step's rollouts")
+    parser.add_argument(
+        "--env-backend",
+        choices=("sync", "async", "ray"),
+        **_FIELD,
+        help="rollout envs: in-process, subprocesses, Ray actors",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS  # torch-free too
 

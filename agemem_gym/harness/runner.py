@@ -2,7 +2,7 @@
 
 Episode ``i`` of a panel plays task ``i % n_tasks`` with seed ``seed + i`` — the same panel as
 :func:`agemem_gym.evaluation.run_episodes`. ``num_envs`` sub-environments (``sync`` in this
-process, ``async`` in worker processes) each take the next unplayed episode when they finish
+process, ``async`` in worker processes, ``ray`` in Ray actors) each take the next unplayed episode when they finish
 one (:func:`agemem_gym.runner.play_episodes` on :class:`~agemem_gym.vector.EpisodeSlot`
 slots).
 
@@ -24,7 +24,7 @@ from agemem_gym.error import InvalidConfig
 from agemem_gym.evaluation import EpisodeResult
 from agemem_gym.policies.base import Policy
 from agemem_gym.runner import EpisodeEnd, env_kwargs_for, play_episodes
-from agemem_gym.vector import make_slot_envs
+from agemem_gym.vector import EnvFactory, make_slot_envs
 
 __all__ = ["run_panel"]
 
@@ -51,7 +51,7 @@ def run_panel(
         env_kwargs: ``gym.make`` arguments (``privileged_info`` is turned on for policies that
             declare ``needs_privileged_info``).
         num_envs: Sub-environments (capped at ``episodes``).
-        vector_mode: ``"sync"`` or ``"async"``.
+        vector_mode: ``"sync"``, ``"async"`` (worker processes) or ``"ray"`` (Ray actors).
         on_episode: Called with each finished episode (progress bars).
         max_steps: Safety cap on steps per episode.
 
@@ -65,7 +65,8 @@ def run_panel(
     if max_steps < 1:
         raise InvalidConfig(f"max_steps must be >= 1, got {max_steps}")
     panel = _Panel(env_id, policy_factory, int(seed), env_kwargs, min(num_envs, episodes), on_episode)
-    envs = make_slot_envs(lambda: gym.make(env_id, **panel.kwargs), panel.n, vector_mode)
+    # a picklable recipe: worker processes and Ray actors must not receive the policies
+    envs = make_slot_envs(EnvFactory(env_id, panel.kwargs), panel.n, vector_mode)
     try:
         if panel.batched and hasattr(panel.agents[0], "reset"):
             panel.agents[0].reset()

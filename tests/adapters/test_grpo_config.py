@@ -63,3 +63,19 @@ def test_cli_options_left_out_change_nothing():
         "seed": 4,
     }
     assert load_config("cpu-smoke", **parse()) == load_config("cpu-smoke")
+
+
+def test_env_backend_from_python_toml_and_the_command_line(tmp_path):
+    assert load_config("cpu-smoke").rollout_env_backend == "sync"
+    assert load_config("cpu-smoke", env_backend="ray").rollout_env_backend == "ray"
+    assert load_config("cpu-smoke", async_envs=True).rollout_env_backend == "async"  # the older spelling
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "cpu-smoke"\nenv_backend = "ray"\n')
+    assert load_config(toml).env_backend == "ray"
+    assert parse("--env-backend", "ray") == {"env_backend": "ray"}
+    with pytest.raises(InvalidConfig, match="env_backend must be one of sync, async, ray, got 'threads'"):
+        load_config("cpu-smoke", env_backend="threads")
+    with pytest.raises(InvalidConfig, match="async_envs"):
+        load_config("cpu-smoke", async_envs=True, env_backend="ray")
+    with pytest.raises(SystemExit):
+        parse("--env-backend", "threads")

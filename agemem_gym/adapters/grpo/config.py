@@ -34,7 +34,10 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["GRPOConfig", "PRESETS", "load_config"]
+__all__ = ["ENV_BACKENDS", "GRPOConfig", "PRESETS", "load_config"]
+
+ENV_BACKENDS = ("sync", "async", "ray")
+"""The values of :attr:`GRPOConfig.env_backend` (:func:`agemem_gym.vector.make_slot_envs` modes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,12 @@ class GRPOConfig:
     generation_batch_size: int = 16
     """Turns generated per ``generate`` call."""
     async_envs: bool = False
-    """Step the rollout envs in subprocesses (``AsyncVectorEnv``; worth it for engine-backed tasks)."""
+    """Alias of ``env_backend = "async"`` (kept for existing configs)."""
+    env_backend: str = "sync"
+    """Where the rollout envs step: ``"sync"`` (in the trainer's process), ``"async"`` (a
+    subprocess per env, ``AsyncVectorEnv``) or ``"ray"`` (a Ray actor per env, for expensive
+    engines such as ScienceWorld's JVM or ALFWorld, or envs spread over a Ray cluster: set
+    ``RAY_ADDRESS``; needs the ``[ray]`` extra)."""
     num_steps: int = 100
     """Training steps (collect → advantages → update)."""
     learning_rate: float = 1e-5
@@ -184,6 +192,20 @@ class GRPOConfig:
             raise InvalidConfig(f"loss_aggregation must be token-mean or sequence-mean, got {self.loss_aggregation!r}")
         if self.lora_rank < 0:
             raise InvalidConfig(f"lora_rank must be >= 0, got {self.lora_rank}")
+        self._check_env_backend()
+
+    def _check_env_backend(self) -> None:
+        if self.env_backend not in ENV_BACKENDS:
+            raise InvalidConfig(f"env_backend must be one of {', '.join(ENV_BACKENDS)}, got {self.env_backend!r}")
+        if self.async_envs and self.env_backend not in ("sync", "async"):
+            raise InvalidConfig(
+                f"async_envs = true asks for the async env backend, but env_backend = {self.env_backend!r}"
+            )
+
+    @property
+    def rollout_env_backend(self) -> str:
+        """The env backend in effect: ``env_backend``, or ``"async"`` when ``async_envs`` asks for it."""
+        return "async" if self.async_envs else self.env_backend
 
     def replace(self, **changes: Any) -> GRPOConfig:
         """A copy with ``changes`` (validated)."""

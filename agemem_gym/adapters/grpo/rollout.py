@@ -21,8 +21,9 @@ from typing import Any, cast
 import gymnasium as gym
 
 from agemem_gym.adapters.grpo.batching import Sample
+from agemem_gym.error import InvalidConfig
 from agemem_gym.runner import EpisodeEnd, SlotEnvs, play_episodes
-from agemem_gym.vector import EpisodeSlot, make_slot_envs
+from agemem_gym.vector import VECTOR_MODES, EpisodeSlot, make_slot_envs
 
 __all__ = ["GroupSlot", "Trajectory", "RolloutBatch", "make_rollout_envs", "collect_groups"]
 
@@ -56,6 +57,7 @@ def make_rollout_envs(
     env_kwargs: Mapping[str, Any] | None = None,
     asynchronous: bool = False,
     *,
+    backend: str | None = None,
     record: str | None = None,
     record_every: int = 1,
     first_episode: int = 0,
@@ -66,7 +68,11 @@ def make_rollout_envs(
         env_id: A registered id.
         num_envs: ``B * K``.
         env_kwargs: Passed to ``gym.make``.
-        asynchronous: Subprocess workers (``AsyncVectorEnv``) instead of in-process ones.
+        asynchronous: Alias of ``backend="async"`` (kept for existing callers).
+        backend: ``"sync"`` (in this process, the default), ``"async"`` (a subprocess per
+            sub-env, ``AsyncVectorEnv``) or ``"ray"`` (a Ray actor per sub-env,
+            :class:`~agemem_gym.vector_ray.RayVectorEnv`: for expensive engines, or sub-envs
+            spread over a cluster; set ``RAY_ADDRESS`` to use a running one).
         record: Record episodes into this folder (``env{i}-{episode}-{task}.jsonl``; view them
             with ``agemem view``).
         record_every: Record every N-th episode of each sub-env (one episode per training step).
@@ -75,12 +81,18 @@ def make_rollout_envs(
     Returns:
         The vector env.
     """
+    if backend is None:
+        backend = "async" if asynchronous else "sync"
+    elif asynchronous and backend != "async":
+        raise InvalidConfig(f"asynchronous=True asks for the async backend, but backend={backend!r}")
+    if backend not in VECTOR_MODES:
+        raise InvalidConfig(f"backend must be one of {', '.join(VECTOR_MODES)}, got {backend!r}")
     kwargs = dict(env_kwargs or {})
     fns: list[Callable[[], gym.Env]] = [
         functools.partial(_make_env, env_id, kwargs, i, record, max(1, record_every), first_episode)
         for i in range(num_envs)
     ]
-    return make_slot_envs(fns, mode="async" if asynchronous else "sync")
+    return make_slot_envs(fns, mode=backend)
 
 
 @dataclasses.dataclass

@@ -39,6 +39,7 @@ UNCOMPARED = frozenset(
         "record_every",
         "torch_threads",
         "async_envs",
+        "env_backend",
         # memory knobs: same log-probs, same gradients (tests/adapters/test_grpo_logprobs.py)
         "logprob_chunk_tokens",
         "gradient_checkpointing",

@@ -34,10 +34,11 @@ from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
 from agemem_gym.adapters.grpo.update import Autocast, make_autocast
 from agemem_gym.error import missing_dependency
 from agemem_gym.policies.llm.hf_policy import HFPolicy
+from agemem_gym.vector_ray import RayVectorEnv  # Ray itself is imported only when one is built
 
 __all__ = ["TrainState", "build_state", "build_models", "return_freed_memory"]
 
-RolloutEnvs = SyncVectorEnv | AsyncVectorEnv
+RolloutEnvs = SyncVectorEnv | AsyncVectorEnv | RayVectorEnv
 """What :func:`~agemem_gym.adapters.grpo.rollout.make_rollout_envs` builds."""
 
 
@@ -300,7 +301,7 @@ def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: in
         config.env_id,
         local_tasks * config.group_size,
         {"tokenizer": tokenizer, **dict(config.env_kwargs)},
-        config.async_envs,
+        backend=config.rollout_env_backend,
         record=record,
         record_every=config.record_every,
         first_episode=start_step,
