@@ -301,6 +301,20 @@ def test_every_step_gets_its_trajectory_group_advantage():
     assert [s.advantage for s in samples] == pytest.approx([expected[s.traj] for s in samples])
 
 
+def test_a_group_with_a_rollout_lost_by_an_env_worker_gets_zero_advantage():
+    # group 0 lost trajectory 1 to a dead worker (reward 0 is not a real reward); group 1 is whole
+    rewards = [1.0, 0.0, 3.0, 2.0]
+    infos = [{}, {"worker_error": "actor died twice"}, {}, {}]
+    samples = [Sample([1], [2], traj=t) for t in range(4)]
+    trajs = [
+        Trajectory(group=t // 2, task_id=t // 2, reward=r, info=infos[t], samples=[t]) for t, r in enumerate(rewards)
+    ]
+    batch = RolloutBatch(samples, trajs, 2, [[] for _ in samples], 0, 0.0)
+    _attach_advantages(batch, GRPOConfig(group_size=2))
+    a = 1 / (2**0.5 + 1e-6)
+    assert [s.advantage for s in samples] == pytest.approx([0.0, 0.0, a, -a])
+
+
 @pytest.mark.parametrize("aggregation", ["token-mean", "sequence-mean"])
 def test_micro_batches_add_up_to_the_minibatch_update(aggregation):
     """Splitting a minibatch into rows and micro-batches must not change the gradient."""

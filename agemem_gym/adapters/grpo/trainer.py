@@ -167,9 +167,20 @@ def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
     """Group-normalise the trajectory rewards; every step of a trajectory gets its advantage."""
     rewards = torch.tensor([t.reward for t in batch.trajectories], dtype=torch.float64)  # (N,)
     advantages = group_advantages(rewards, config.group_size, config.adv_eps)  # (N,)
+    # A rollout an env worker lost (``worker_error``: a Ray actor died and its episode could not be
+    # replayed) has no real reward; normalising its group against a made-up 0 would teach noise,
+    # so that group gets zero advantage (its samples still pay the KL term).
+    lost = torch.tensor([lost_rollout(t.info) for t in batch.trajectories], dtype=torch.bool)  # (N,)
+    lost_groups = lost.view(-1, config.group_size).any(dim=1, keepdim=True).expand(-1, config.group_size)
+    advantages = advantages.masked_fill(lost_groups.reshape(-1), 0.0)
     step_traj = torch.tensor([s.traj for s in batch.samples], dtype=torch.long)  # (S,)
     for sample, adv in zip(batch.samples, broadcast_to_steps(advantages, step_traj).tolist()):
         sample.advantage = float(adv)
+
+
+def lost_rollout(info: dict[str, Any]) -> bool:
+    """Whether an env worker lost this rollout (its episode ended with ``info["worker_error"]``)."""
+    return bool(info.get("worker_error"))
 
 
 def _rollout_metrics(batch: RolloutBatch, rollout_s: float) -> dict[str, float]:
@@ -178,6 +189,7 @@ def _rollout_metrics(batch: RolloutBatch, rollout_s: float) -> dict[str, float]:
     out = episode_metrics([r for r, _ in trajs], [i for _, i in trajs])
     out["tokens/response"] = D.all_sum(batch.generated_tokens) / max(1.0, D.all_sum(len(batch.samples)))
     out["perf/rollout_s"] = rollout_s
+    out["episode/lost_to_workers"] = float(sum(lost_rollout(i) for _, i in trajs))
     return out
 
 
