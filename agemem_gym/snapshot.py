@@ -27,7 +27,12 @@ How each family's world is captured (subclasses list their episode attributes in
 hnswlib does not serialise its level generator (a loaded graph draws the levels of later
 insertions afresh). So that the env and every restore of a snapshot keep building the same
 graph, :meth:`snapshot` also replaces the env's live HNSW index with a copy loaded from the
-snapshot's bytes; the stored data and every later search stay the same as any restore's.
+snapshot's bytes (:mod:`agemem_gym.memory.ltm_state`): the env then goes on exactly as any
+restore of that snapshot does.
+
+Call these on ``env.unwrapped``. A freshly made env wrapped by ``gym.make`` refuses
+``step`` until its first ``reset`` (Gymnasium's ``OrderEnforcing``): reset it once, or step
+the unwrapped env, before stepping a restored state.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ import dataclasses
 import hashlib
 import os
 import pickle
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from agemem_gym.error import InvalidConfig, ResetNeeded
+from agemem_gym.memory import ltm_state
 
 if TYPE_CHECKING:
     from agemem_gym.core import MemoryEnv
@@ -111,29 +117,27 @@ class SnapshotMixin:
     _snapshot_fields: ClassVar[tuple[str, ...]] = ()
     _snapshot_replay: ClassVar[bool] = False
 
-    def snapshot(self: MemoryEnv) -> EnvSnapshot:
+    def snapshot(self) -> EnvSnapshot:
         """The episode's state now, as an immutable, picklable :class:`EnvSnapshot`.
 
         Raises:
             ResetNeeded: before the first ``reset``.
         """
-        if self._task is None:
+        env = cast("MemoryEnv", self)  # a mixin of MemoryEnv only
+        if env.task is None:
             raise ResetNeeded("call reset() before snapshot(): there is no episode to save")
-        state, index_blob = _collect(self)
-        payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        if index_blob is not None:  # see the module docstring: keep the env in step with restores
-            self.ltm._index = pickle.loads(index_blob)
+        payload = pickle.dumps(_collect(env), protocol=pickle.HIGHEST_PROTOCOL)
         return EnvSnapshot(
-            env_class=_class_path(self),
-            env_id=_env_id(self),
-            fingerprint=_fingerprint(self),
-            stage=int(self._stage),
-            step=int(self._step),
-            replay=type(self)._snapshot_replay,
+            env_class=_class_path(env),
+            env_id=_env_id(env),
+            fingerprint=_fingerprint(env),
+            stage=int(env._stage),
+            step=int(env._step),
+            replay=self._snapshot_replay,
             payload=payload,
         )
 
-    def restore(self: MemoryEnv, snapshot: EnvSnapshot) -> None:
+    def restore(self, snapshot: EnvSnapshot) -> None:
         """Put the env back in the state of ``snapshot``.
 
         Args:
@@ -143,9 +147,9 @@ class SnapshotMixin:
             InvalidConfig: ``snapshot`` is not an :class:`EnvSnapshot`, or comes from another
                 env id, class or configuration.
         """
-        _check_compatible(self, snapshot)
-        state = pickle.loads(snapshot.payload)
-        _install(self, state)
+        env = cast("MemoryEnv", self)
+        _check_compatible(env, snapshot)
+        _install(env, pickle.loads(snapshot.payload))
         self._snapshot_restored()
 
     def _snapshot_restored(self) -> None:
@@ -161,28 +165,16 @@ def _all_fields(env: MemoryEnv) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _collect(env: MemoryEnv) -> tuple[dict[str, Any], bytes | None]:
-    """The state to pickle, and the HNSW graph's own bytes when one is built."""
-    ltm = env.ltm.__getstate__()  # LongTermMemory's pickling state: everything but the lock
-    del ltm["embedder"]  # fixed at construction (and maybe not picklable)
-    index_blob = None
-    if ltm.get("_index") is not None:
-        index_blob = pickle.dumps(ltm["_index"], protocol=pickle.HIGHEST_PROTOCOL)
-        ltm["_index"] = _IndexBlob(index_blob)
+def _collect(env: MemoryEnv) -> dict[str, Any]:
+    """The episode state to pickle (the LTM's part re-seats its live HNSW graph)."""
     turns = env.turns
-    state = {
+    return {
         "env": {name: vars(env).get(name, _UNSET) for name in _all_fields(env)},
-        "ltm": ltm,
+        "ltm": ltm_state.capture(env.ltm),
         "stm": {"_messages": list(env.stm._messages), "_tokens": env.stm._tokens},
         # summary provenance is keyed by id(message): kept as pairs, re-keyed on restore
         "turns": {"overflow_noticed": turns.overflow_noticed, "summaries": list(turns._summary_views.values())},
     }
-    return state, index_blob
-
-
-@dataclasses.dataclass(frozen=True)
-class _IndexBlob:
-    data: bytes
 
 
 def _install(env: MemoryEnv, state: dict[str, Any]) -> None:
@@ -191,11 +183,7 @@ def _install(env: MemoryEnv, state: dict[str, Any]) -> None:
             vars(env).pop(name, None)
         else:
             setattr(env, name, value)
-    ltm = dict(state["ltm"])
-    if isinstance(ltm.get("_index"), _IndexBlob):
-        ltm["_index"] = pickle.loads(ltm["_index"].data)
-    with env.ltm._lock.write():
-        vars(env.ltm).update(ltm)
+    ltm_state.install(env.ltm, state["ltm"])
     env.stm._messages = state["stm"]["_messages"]
     env.stm._tokens = state["stm"]["_tokens"]
     env.turns.config = env.config

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import json
 import multiprocessing
 import pickle
 import shutil
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +16,7 @@ import pytest
 
 from agemem_gym import policies
 from agemem_gym.error import InvalidConfig, ResetNeeded
+from agemem_gym.memory import LongTermMemory, ltm_state
 from agemem_gym.snapshot import EnvSnapshot
 from agemem_gym.tools import format_answer
 from tests.envs.utils import ALL_IDS, TESTABLE_IDS
@@ -148,15 +152,20 @@ def test_hnsw_graph_grows_alike_after_snapshot_and_restore():
 
 def test_snapshot_is_immutable_and_independent():
     env = _make("AgeMem/MemoryProbe-v0")
-    actions, records, snaps = _play(env)
-    snap = snaps[1]
+    env.reset(seed=SEED)
+    env.step([{"name": "Add_memory", "arguments": {"content": "Ada keeps the spare key under the blue pot."}}])
+    snap = env.snapshot()
+    ids, context = env.ltm.ids(), [m.as_chat() for m in env.stm.messages]
     with pytest.raises(AttributeError):
         snap.stage = 3  # type: ignore[misc]
     payload = snap.payload
+    env.step([{"name": "Add_memory", "arguments": {"content": "Something else entirely."}}])
     env.reset(seed=SEED + 1)  # mutate everything the snapshot came from
-    assert snap.payload == payload and snap.stage == 1 and snap.step == 1
+    assert snap.payload == payload and (snap.stage, snap.step) == (1, 1)
     env.restore(snap)
-    assert env._stage == 1 and env._step == 1 and len(env.ltm) == pickle.loads(payload)["ltm"]["_entries"].__len__()
+    assert env.ltm.ids() == ids and len(ids) == 1
+    assert [m.as_chat() for m in env.stm.messages] == context
+    env.ltm.check_invariants()
     assert pickle.loads(pickle.dumps(snap)) == snap
 
 
@@ -238,3 +247,36 @@ def test_memory_attribution_without_oracle_help():
     (record,) = info["memory_attribution"]
     assert record["stage"] == 1 and record["added_step"] == 1 and record["live"]
     assert record["holds_gold_fact"] is False and record["retrieved_in_stage3"] is False
+
+
+def test_bench_snapshot_small_run(monkeypatch, tmp_path, capsys):
+    """benchmarks/bench_snapshot.py end to end on a small store (the full run is in its docstring)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = importlib.import_module("bench_snapshot")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sizes", "200", "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["n"], r["backend"]) for r in rows] == [(200, "hnsw"), (200, "exact")]
+    assert "hnsw_load_ms" in rows[0] and "hnsw_load_ms" not in rows[1]
+    assert "snapshot/np.copy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["hnsw", "exact"])
+def test_ltm_state_round_trip_with_deletions_and_updates(backend):
+    ltm = LongTermMemory(backend=backend, seed=3)
+    ids = ltm.add_many([f"fact {i} about item {i % 5}" for i in range(40)], [{"k": i % 3} for i in range(40)])
+    for mid in ids[::3]:
+        ltm.delete(mid)
+    ltm.update(ids[1], "item one was renamed", {"k": 9})
+    state = pickle.dumps(ltm_state.capture(ltm))
+    copy = LongTermMemory(backend=backend, seed=0)
+    ltm_state.install(copy, pickle.loads(state))
+    copy.check_invariants()
+    for store in (ltm, copy):
+        store.add_many([f"new {i}" for i in range(30)])
+        store.delete(ids[2])
+    assert copy.ids() == ltm.ids()
+    assert [(m.id, m.content, m.metadata) for m in copy] == [(m.id, m.content, m.metadata) for m in ltm]
+    for query, flt in (("item 3", None), ("renamed", {"k": 9}), ("new 7", None)):
+        assert [m.id for m in copy.search(query, 5, flt)] == [m.id for m in ltm.search(query, 5, flt)]
+    assert copy.stats() == ltm.stats()
