@@ -80,8 +80,8 @@ def _play(env, seed: int = SEED) -> tuple[list[Any], list[bytes], dict[int, EnvS
         if info["stage"] == 3 and stage3_at is None:
             stage3_at = n
             snaps[n] = env.snapshot()  # Stage 2 done (or skipped), the query just arrived
-        if stage3_at is not None and n == stage3_at + 1:
-            snaps[n] = env.snapshot()  # inside Stage 3
+        if stage3_at is not None and n in (stage3_at + 1, stage3_at + 4):
+            snaps[n] = env.snapshot()  # inside Stage 3 (world actions taken, for interactive tasks)
         action = policy.act(obs, info)
         actions.append(action)
         step = env.step(action)
