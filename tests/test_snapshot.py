@@ -16,6 +16,7 @@ import pytest
 
 from agemem_gym import policies
 from agemem_gym.error import InvalidConfig, ResetNeeded
+from agemem_gym.graders.attribution import memory_attribution
 from agemem_gym.memory import LongTermMemory, ltm_state
 from agemem_gym.snapshot import EnvSnapshot
 from agemem_gym.tools import format_answer
@@ -280,3 +281,27 @@ def test_ltm_state_round_trip_with_deletions_and_updates(backend):
     for query, flt in (("item 3", None), ("renamed", {"k": 9}), ("new 7", None)):
         assert [m.id for m in copy.search(query, 5, flt)] == [m.id for m in ltm.search(query, 5, flt)]
     assert copy.stats() == ltm.stats()
+
+
+def test_memory_attribution_records():
+    """Live memories in insertion order; a retrieved-then-deleted memory is listed as not live."""
+    ltm = LongTermMemory(seed=0)
+    gold = ltm.add("The bridge was built in 1932 by the city.", {"stage": 1, "step": 2})
+    noise = ltm.add("Lunch was pasta.", {"stage": 2, "step": 5, "updated_step": 6})
+    facts = ("The bridge was built in 1932.", "It spans the river.")
+    records = memory_attribution(ltm, {gold: "x", "mem_gone": "It spans the river."}, facts)
+    assert [r["id"] for r in records] == [gold, noise, "mem_gone"]
+    assert records[0] == {
+        "id": gold,
+        "added_step": 2,
+        "stage": 1,
+        "updated_step": None,
+        "live": True,
+        "retrieved_in_stage3": True,
+        "holds_gold_fact": True,
+        "gold_facts": [0],
+    }
+    assert records[1]["holds_gold_fact"] is False and records[1]["updated_step"] == 6
+    assert not records[1]["retrieved_in_stage3"]
+    assert records[2]["live"] is False and records[2]["gold_facts"] == [1] and records[2]["added_step"] is None
+    assert memory_attribution(ltm, {}, None)[0]["holds_gold_fact"] is None  # no gold facts: unknown
