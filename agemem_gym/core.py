@@ -43,6 +43,7 @@ import numpy as np
 from agemem_gym.config import REWARD_PRESETS, EnvConfig, MemoryConfig, RewardConfig, coerce_config
 from agemem_gym.distractors import CorpusDistractors, DistractorSource
 from agemem_gym.error import InvalidConfig, ResetNeeded, unknown_name
+from agemem_gym.graders.attribution import memory_attribution
 from agemem_gym.graders.facts import memory_quality
 from agemem_gym.graders.judges import AnswerJudge, MemoryJudge, make_judge, make_memory_judge
 from agemem_gym.graders.memory_terms import judge_memory_terms
@@ -52,6 +53,7 @@ from agemem_gym.memory.ltm import LongTermMemory
 from agemem_gym.memory.stm import ApproxTokenCounter, HFTokenCounter, ShortTermMemory, TokenCounter
 from agemem_gym.rewards import EpisodeTrace, RewardBreakdown, compute_reward, record_call
 from agemem_gym.seeding import stable_seed
+from agemem_gym.snapshot import SnapshotMixin
 from agemem_gym.spaces import UnicodeText, chat_space
 from agemem_gym.task import Task
 from agemem_gym.tools import DEFAULT_TOOLS, ParsedTurn, ToolCall, ToolExecutor, ToolResult, ToolTable, system_prompt
@@ -75,7 +77,7 @@ _RECONFIGURABLE = {
 }
 
 
-class MemoryEnv(gym.Env[Observation, str]):
+class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
     """Base class: a memory-managing agent's episode over one task.
 
     Args:
@@ -106,7 +108,11 @@ class MemoryEnv(gym.Env[Observation, str]):
     ``turn``; the last step adds the answer, the grade, memory quality, the reward breakdown
     and ``rounds_exceeded_stages`` (the stages in which a message's round cap was hit without
     an ``<answer>``; P_rounds is charged for Stage 3 only unless
-    ``RewardConfig.rounds_penalty_early_stages``). ``info["turn"]`` says what the env made of
+    ``RewardConfig.rounds_penalty_early_stages``) and ``memory_attribution``: one record per
+    memory, ``{"id", "added_step", "stage", "updated_step", "live", "retrieved_in_stage3",
+    "holds_gold_fact", "gold_facts"}`` (see :func:`~agemem_gym.graders.attribution.memory_attribution`).
+    ``snapshot()``/``restore()`` save and restore the whole episode state
+    (:mod:`agemem_gym.snapshot`). ``info["turn"]`` says what the env made of
     the step's turn (small and JSON-serialisable; reset's ``info`` has none)::
 
         {"kind": "tool_call" | "answer" | "action" | "invalid",
@@ -508,6 +514,7 @@ class MemoryEnv(gym.Env[Observation, str]):
             "prompt_tokens_total": int(sum(self._prompt_tokens)),
             "turns": trace.turns,
             "rounds_exceeded_stages": list(trace.rounds_exceeded_stages),
+            "memory_attribution": memory_attribution(self.ltm, trace.retrieved_stage3, task.facts),
             **({"judge_notes": list(terms.notes)} if terms.notes else {}),
         }
 

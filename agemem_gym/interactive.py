@@ -63,6 +63,7 @@ class InteractiveMemoryEnv(MemoryEnv):
     """
 
     interactive: ClassVar[bool] = True
+    _snapshot_fields: ClassVar[tuple[str, ...]] = ("_world_steps",)
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """Pure scoring functions and injectable judges."""
 
+from agemem_gym.graders.attribution import memory_attribution
 from agemem_gym.graders.facts import memory_quality, retrieval_relevance, sentence_matches, storage_quality
 from agemem_gym.graders.judges import (
     AnswerJudge,
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryTermsJudge",
     "judge_memory_terms",
     "parse_unit_score",
+    "memory_attribution",
     "memory_quality",
     "retrieval_relevance",
     "sentence_matches",

@@ -129,6 +129,9 @@ class ALFWorldEnv(InteractiveMemoryEnv):
     * v0: initial release.
     """
 
+    # snapshots restore the textworld game by replaying _history (see agemem_gym.snapshot)
+    _snapshot_fields: ClassVar[tuple[str, ...]] = ("_game", "_history", "_effective", "_won", "_valid", "_plan")
+    _snapshot_replay: ClassVar[bool] = True
     task_note: ClassVar[str] = (
         "In the household, act with one of the valid actions listed after each observation, "
         "e.g. <action>go to countertop 1</action>."
@@ -287,6 +290,9 @@ class ALFWorldEnv(InteractiveMemoryEnv):
             self._engine.close()
         self._engine, self._loaded = None, None
         self._needs_replay = self._game is not None
+
+    def _snapshot_restored(self) -> None:
+        self._needs_replay = self._game is not None  # the next use resets the game and replays
 
     # ================================================================ pickling
     def __getstate__(self) -> dict[str, Any]:

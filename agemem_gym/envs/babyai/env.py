@@ -130,6 +130,16 @@ class BabyAIEnv(InteractiveMemoryEnv):
     * v0: initial release.
     """
 
+    # the minigrid world and its bot are pickled together (the bot holds the world)
+    _snapshot_fields: ClassVar[tuple[str, ...]] = (
+        "_world",
+        "_bot",
+        "_obs",
+        "_suggested",
+        "_last_taken",
+        "_won",
+        "_minigrid_reward",
+    )
     task_note: ClassVar[str] = (
         "In the grid world, act with exactly one of: " + ", ".join(ACTION_NAMES) + ", e.g. <action>turn left</action>."
     )

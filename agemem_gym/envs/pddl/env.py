@@ -97,6 +97,14 @@ class PDDLEnv(InteractiveMemoryEnv):
     * v0: initial release.
     """
 
+    _snapshot_fields: ClassVar[tuple[str, ...]] = (
+        "_sim",
+        "_state",
+        "_applicable",
+        "_progress_start",
+        "_progress_best",
+        "_expert",
+    )
     task_note: ClassVar[str] = (
         "In the planning task, act with one action per turn, written like the listed valid actions, "
         "e.g. <action>(pick-up a robot)</action>."

@@ -161,6 +161,9 @@ class SciWorldEnv(InteractiveMemoryEnv):
     * v0: initial release.
     """
 
+    # snapshots restore the JVM's world by replaying _history (see agemem_gym.snapshot)
+    _snapshot_fields: ClassVar[tuple[str, ...]] = ("_entry", "_history", "_score", "_valid")
+    _snapshot_replay: ClassVar[bool] = True
     task_note: ClassVar[str] = (
         "In ScienceWorld, act with one command per <action>, e.g. <action>open door to kitchen</action>. "
         f"Commands (OBJ and LOC are things you can see): {_COMMANDS}. 'focus on OBJ' marks the object the task is "
@@ -334,6 +337,9 @@ class SciWorldEnv(InteractiveMemoryEnv):
             self._engine.close()
         self._engine, self._loaded = None, None
         self._needs_replay = self._entry is not None
+
+    def _snapshot_restored(self) -> None:
+        self._needs_replay = self._entry is not None  # the next use resets the world and replays
 
     # ================================================================ pickling
     def __getstate__(self) -> dict[str, Any]:
