@@ -20,7 +20,7 @@ from agemem_gym.tools import histogram_names
 from agemem_gym.vector import make_slot_envs
 from agemem_gym.wrappers.record import maybe_record
 
-__all__ = ["EpisodeResult", "run_episodes", "summarize", "format_summary"]
+__all__ = ["EpisodeResult", "run_episodes", "summarize", "summarize_groups", "format_summary"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,7 @@ class EpisodeResult:
     reward_components: dict[str, float | None]
     penalties: dict[str, float]
     answer: str | None
+    groups: tuple[str, ...] = ()
 
     @classmethod
     def from_info(cls, env_id: str, seed: int, reward: float, info: Mapping[str, Any]) -> EpisodeResult:
@@ -66,6 +67,7 @@ class EpisodeResult:
             reward_components=dict(info.get("reward_components", {})),
             penalties=dict(info.get("penalties", {})),
             answer=info.get("answer"),
+            groups=tuple(str(g) for g in info.get("groups") or ()),
         )
 
 
@@ -159,9 +161,36 @@ def _tool_names(results: Sequence[EpisodeResult]) -> tuple[str, ...]:
     return histogram_names(r.tool_calls for r in results)
 
 
+def summarize_groups(results: Sequence[EpisodeResult]) -> dict[str, dict[str, float | int | None]]:
+    """Per group an env reported (``info["groups"]``: a question type or category), its episodes and means.
+
+    An episode counts in each of its groups (a LongMemEval abstention question in its type and
+    in ``abstention``); groups come in first-seen order. Empty when no episode names a group.
+
+    Example:
+        >>> r = EpisodeResult.from_info("E", 0, 1.0, {"task_score": 1.0, "success": 1.0, "groups": ["a"]})
+        >>> summarize_groups([r])
+        {'a': {'episodes': 1, 'task_score': 1.0, 'success': 1.0}}
+    """
+    names = list(dict.fromkeys(g for r in results for g in r.groups))
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name in names:
+        members = [r for r in results if name in r.groups]
+        out[name] = {
+            "episodes": len(members),
+            "task_score": _mean([r.task_score if r.task_score is not None else 0.0 for r in members]),
+            "success": _mean([r.success for r in members]),
+        }
+    return out
+
+
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
-    """Means over episodes of every reported metric, tool calls per episode by tool included."""
+    """Means over episodes of every reported metric, tool calls per episode by tool included.
+
+    ``by_group`` (:func:`summarize_groups`) is there only when the env reports groups.
+    """
     comps = list(dict.fromkeys(k for r in results for k in r.reward_components))
+    groups = summarize_groups(results)
     return {
         "episodes": len(results),
         "reward": _mean([r.reward for r in results]),
@@ -177,6 +206,7 @@ def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "tool_calls": {t: _mean([r.tool_calls.get(t, 0) for r in results]) for t in _tool_names(results)},
         "reward_components": {c: _mean([r.reward_components.get(c) for r in results]) for c in comps},
         "penalties": {p: _mean([r.penalties.get(p, 0.0) for r in results]) for p in ("rounds", "overflow", "invalid")},
+        **({"by_group": groups} if groups else {}),
     }
 
 
@@ -222,4 +252,21 @@ def format_summary(columns: Mapping[str, Mapping[str, Any]]) -> str:
         (f"penalty: {p}", [columns[n]["penalties"].get(p) for n in names]) for p in ("rounds", "overflow", "invalid")
     ]
     lines += table("Reward components (means)", comps)
+    lines += _group_table(columns, names)
     return "\n".join(lines)
+
+
+def _group_table(columns: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """Task score by group (question type, category) with the episode count; none without groups."""
+    groups = list(dict.fromkeys(g for n in names for g in (columns[n].get("by_group") or {})))
+    if not groups:
+        return []
+    out = ["### Task score by group", "", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for g in groups:
+        cells = [columns[n].get("by_group", {}).get(g) for n in names]
+        out.append(
+            f"| {g} | "
+            + " | ".join("n/a" if c is None else f"{_fmt(c['task_score'])} (n={c['episodes']})" for c in cells)
+            + " |"
+        )
+    return out + [""]

@@ -33,6 +33,7 @@ ENV_SPECS: tuple[_Spec, ...] = (
     _Spec("AgeMem/FactUpdate-v0", "agemem_gym.envs.synthetic:FactUpdateEnv", {}),
     _Spec("AgeMem/LongRecall-v0", "agemem_gym.envs.synthetic:LongRecallEnv", {}),
     _Spec("AgeMem/LoCoMo-v0", "agemem_gym.envs.locomo:LoCoMoEnv", {}),
+    _Spec("AgeMem/LongMemEval-v0", "agemem_gym.envs.longmemeval:LongMemEvalEnv", {}),
     _Spec("AgeMem/SciWorld-v0", "agemem_gym.envs.sciworld:SciWorldEnv", {}),
     _Spec("AgeMem/ALFWorld-v0", "agemem_gym.envs.alfworld:ALFWorldEnv", {}),
 )

@@ -30,7 +30,9 @@ HELP = "evaluate policies on a benchmark suite and write the paper's tables (Mar
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem eval``."""
-    parser.add_argument("--suite", action="append", default=None, help="paper (default), synthetic, locomo; repeatable")
+    parser.add_argument(
+        "--suite", action="append", default=None, help="paper (default), synthetic, locomo, longmemeval; repeatable"
+    )
     parser.add_argument("--env", action="append", default=[], metavar="ID", help="an extra env id to run; repeatable")
     parser.add_argument(
         "--policy", action="append", required=True, help="policy name (agemem list shows them); repeat for columns"

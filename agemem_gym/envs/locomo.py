@@ -182,8 +182,10 @@ class LoCoMoEnv(MemoryEnv):
             "success": exact,
             "category": category,
             "category_name": CATEGORY_NAMES[category],
+            "groups": [CATEGORY_NAMES[category]],  # agemem eval / run report scores by category
         }
 
     def _grade_unanswered(self, task: Task) -> dict[str, Any]:
         category = int(task.extra["category"])
-        return {"task_score": None, "success": 0.0, "category": category, "category_name": CATEGORY_NAMES[category]}
+        name = CATEGORY_NAMES[category]
+        return {"task_score": None, "success": 0.0, "category": category, "category_name": name, "groups": [name]}

@@ -81,6 +81,7 @@ def render_report(result: Mapping[str, Any]) -> str:
         if columns:
             lines += [f"### {label}", ""]
             lines += _table(["metric", *names], _detail_rows(columns, names))
+            lines += _group_section(label, columns, names)
     focus = focus_benchmark(result)
     if focus is not None:
         lines += _focus_sections(focus, result["results"][focus], names)
@@ -95,6 +96,19 @@ def render_report(result: Mapping[str, Any]) -> str:
         lines += [f"- {label} / {name}: {err}" for label, per in result["errors"].items() for name, err in per.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _group_section(label: str, columns: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """Task score (%) per group the env reported (question type, category), with counts; none without groups."""
+    per = {n: columns.get(n, {}).get("by_group") or {} for n in names}
+    groups = list(dict.fromkeys(g for n in names for g in per[n]))
+    if not groups:
+        return []
+    rows = []
+    for g in groups:
+        count = next((per[n][g]["episodes"] for n in names if g in per[n]), 0)
+        rows.append([g, str(count), *(_num(per[n].get(g, {}).get("task_score"), 2, 100) for n in names)])
+    return [f"#### {label} by group (task score, %)", "", *_table(["group", "episodes", *names], rows)]
 
 
 def _usage_section(usage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:

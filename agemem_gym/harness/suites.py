@@ -2,7 +2,9 @@
 
 The ``paper`` suite is the paper's Table 2 (ALFWorld, SciWorld, PDDL, BabyAI: success rate,
 PDDL: progress rate, HotpotQA: judge score); ``synthetic`` adds the generated memory families;
-``locomo`` needs the LoCoMo file (``$AGEMEM_LOCOMO_PATH``).
+``locomo`` needs the LoCoMo file (``$AGEMEM_LOCOMO_PATH``), ``longmemeval`` a LongMemEval file
+(``$AGEMEM_LONGMEMEVAL``, or ``--env-kwargs '{"data_path": ...}'``); both report scores by
+question type as well.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ SUITES: dict[str, tuple[Benchmark, ...]] = {
         Benchmark("MemoryProbe", "AgeMem/MemoryProbe-v0", "J"),
     ),
     "locomo": (Benchmark("LoCoMo", "AgeMem/LoCoMo-v0", "F1"),),
+    "longmemeval": (Benchmark("LongMemEval", "AgeMem/LongMemEval-v0", "J"),),
 }
 
 

@@ -91,6 +91,7 @@ def test_grading_by_category():
     env = LoCoMoEnv(data_path=FIXTURE)
     info = answer(env, "mini-1/q3", "camping, hiking")
     assert info["category"] == 1 and info["f1"] == 1.0 and info["success"] == 0.0  # right parts, other order
+    assert info["groups"] == ["multi-hop"]  # agemem eval / run report scores by category
     info = answer(env, "mini-1/q6", "That is not mentioned anywhere.")
     assert info["category"] == 5 and info["f1"] == 1.0 and info["success"] == 1.0
     info = answer(env, "mini-1/q6", "teal")

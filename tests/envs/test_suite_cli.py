@@ -1,4 +1,4 @@
-"""`agemem run` on every id of the BabyAI, PDDL, synthetic and LoCoMo families."""
+"""`agemem run` on every id of the BabyAI, PDDL, synthetic, LoCoMo and LongMemEval families."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 from agemem_gym.cli import main
 from tests.envs.utils import TESTABLE_IDS
 
-FAMILY_IDS = [i for i in TESTABLE_IDS if any(k in i for k in ("BabyAI", "PDDL", "FactUpdate", "LongRecall", "LoCoMo"))]
+FAMILIES = ("BabyAI", "PDDL", "FactUpdate", "LongRecall", "LoCoMo", "LongMemEval")
+FAMILY_IDS = [i for i in TESTABLE_IDS if any(k in i for k in FAMILIES)]
 
 
 @pytest.mark.parametrize("env_id", FAMILY_IDS)

@@ -31,6 +31,8 @@ _REQUIRES: dict[str, tuple[str, ...]] = {
 # LoCoMo is never bundled: the registry-wide tests run AgeMem/LoCoMo-v0 on the small fixture
 # written in its format (the env reads AGEMEM_LOCOMO_PATH when no data_path is given)
 os.environ.setdefault("AGEMEM_LOCOMO_PATH", str(Path(__file__).parent.parent / "data" / "locomo_mini.json"))
+# LongMemEval likewise: AgeMem/LongMemEval-v0 runs on the tiny fixture in its official schema
+os.environ.setdefault("AGEMEM_LONGMEMEVAL", str(Path(__file__).parent.parent / "data" / "longmemeval_tiny.json"))
 
 
 def _available(env_id: str) -> bool:
