@@ -72,7 +72,8 @@ class EpisodeEnd:
         episode_return: The sum of its rewards.
         info: The ``info`` of its last step.
         steps: Steps played.
-        finished: Whether the env ended it (``False``: the ``max_steps`` cap did).
+        finished: Whether the env ended it (``False``: ``max_steps`` or ``stop_when`` did).
+        stopped: Whether ``stop_when`` ended it (its env is left mid-episode, e.g. to be snapshotted).
     """
 
     index: int
@@ -82,6 +83,7 @@ class EpisodeEnd:
     info: dict[str, Any]
     steps: int
     finished: bool
+    stopped: bool = False
 
 
 def env_kwargs_for(policy: Any, env_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -108,27 +110,31 @@ def play_episodes(
     on_start: Callable[[int, int], None] | None = None,
     on_end: Callable[[EpisodeEnd], None] | None = None,
     max_steps: int = 10_000,
+    stop_when: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[EpisodeEnd]:
     """Play every episode of ``plan`` on the slots of ``envs``.
 
     Args:
         envs: A vector env of :class:`~agemem_gym.vector.EpisodeSlot` sub-envs, autoreset
-            off (:func:`~agemem_gym.vector.make_slot_envs`), with at most ``len(plan)`` of them.
+            off (:func:`~agemem_gym.vector.make_slot_envs`). Slots beyond ``len(plan)`` idle.
         plan: ``(task_id, seed)`` of each episode.
         act: Chooses the actions of the playing slots from their observations and infos.
         on_start: Called with ``(slot, index)`` before a slot resets to episode ``index``
             (reseed or reset a per-slot policy here).
         on_end: Called with each episode as it ends (progress bars).
         max_steps: Safety cap on steps per episode.
+        stop_when: Ends an episode early when it returns ``True`` for the ``info`` of one of
+            its steps (not the reset's); its slot is then left as it is, mid-episode
+            (the GRPO trainer snapshots it there: ``credit = "memory-state"``).
 
     Returns:
         One :class:`EpisodeEnd` per episode, in plan order.
     """
     if max_steps < 1:
         raise InvalidConfig(f"max_steps must be >= 1, got {max_steps}")
-    if not 1 <= envs.num_envs <= len(plan):
-        raise InvalidConfig(f"{envs.num_envs} sub-envs cannot all play a plan of {len(plan)} episodes")
-    loop = _Loop(envs, plan, on_start)
+    if envs.num_envs < 1:
+        raise InvalidConfig(f"play_episodes needs at least one sub-env, got {envs.num_envs}")
+    loop = _Loop(envs, plan, on_start, stop_when)
     loop.reset(np.ones(envs.num_envs, dtype=np.bool_))
     while loop.playing():
         ended = loop.step(act, max_steps)
@@ -145,8 +151,14 @@ def play_episodes(
 class _Loop:
     """The state of one :func:`play_episodes` call: which slot plays what, and how far."""
 
-    def __init__(self, envs: SlotEnvs, plan: Sequence[tuple[Any, int]], on_start: Callable[[int, int], None] | None):
-        self.envs, self.plan, self.on_start = envs, plan, on_start
+    def __init__(
+        self,
+        envs: SlotEnvs,
+        plan: Sequence[tuple[Any, int]],
+        on_start: Callable[[int, int], None] | None,
+        stop_when: Callable[[dict[str, Any]], bool] | None = None,
+    ):
+        self.envs, self.plan, self.on_start, self.stop_when = envs, plan, on_start, stop_when
         n = envs.num_envs
         self.next = 0
         self.current: list[int | None] = [None] * n  # the plan index each slot plays
@@ -198,13 +210,14 @@ class _Loop:
             # slots report their ends in info; a vector env may still end an episode itself
             # (RayVectorEnv truncates one whose lost worker could not be replayed)
             finished = bool(self.infos[j].get("slot_done", False) or terminated[j] or truncated[j])
-            if finished or self.steps[j] >= max_steps:
-                out.append(self._end(j, float(rewards[j]), finished))
+            stopped = not finished and self.stop_when is not None and bool(self.stop_when(self.infos[j]))
+            if finished or stopped or self.steps[j] >= max_steps:
+                out.append(self._end(j, float(rewards[j]), finished, stopped))
         return out
 
-    def _end(self, j: int, reward: float, finished: bool) -> EpisodeEnd:
+    def _end(self, j: int, reward: float, finished: bool, stopped: bool = False) -> EpisodeEnd:
         index = self.current[j]
         assert index is not None  # only playing slots end
-        end = EpisodeEnd(index, j, reward, self.returns[j], self.infos[j], self.steps[j], finished)
+        end = EpisodeEnd(index, j, reward, self.returns[j], self.infos[j], self.steps[j], finished, stopped)
         self.ends[index] = end
         return end

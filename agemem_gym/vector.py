@@ -5,6 +5,10 @@
   :attr:`EpisodeSlot.pinned_task`, reports the end of its episode in ``info`` and then
   freezes until its next reset, so the vector env can keep stepping the slots that still
   play. :func:`agemem_gym.runner.play_episodes` is the loop that drives it.
+* :class:`SlotState` is a slot's episode saved mid-way (the env's
+  :class:`~agemem_gym.snapshot.EnvSnapshot` plus the last observation and ``info``):
+  :meth:`EpisodeSlot.slot_state` takes it, and a slot whose :attr:`EpisodeSlot.pinned_state`
+  holds one resumes that episode at its next reset (the trainer's memory-state forks).
 * :func:`make_slot_envs` builds such a vector env (in-process, worker processes or Ray
   actors: :class:`agemem_gym.vector_ray.RayVectorEnv`).
 * :class:`EnvFactory` is a picklable ``gym.make(env_id, **kwargs)`` for worker processes
@@ -29,7 +33,7 @@ from agemem_gym.error import InvalidConfig
 if TYPE_CHECKING:  # Ray is imported only when a Ray vector env is built
     from agemem_gym.vector_ray import RayVectorEnv
 
-__all__ = ["EnvFactory", "EpisodeSlot", "Idle", "VECTOR_MODES", "make_slot_envs", "unbatch_info"]
+__all__ = ["EnvFactory", "EpisodeSlot", "Idle", "SlotState", "VECTOR_MODES", "make_slot_envs", "unbatch_info"]
 
 VECTOR_MODES = ("sync", "async", "ray")
 """The ``mode`` values of :func:`make_slot_envs`."""
@@ -69,6 +73,21 @@ class Idle:
         return "Idle()"
 
 
+@dataclasses.dataclass(frozen=True)
+class SlotState:
+    """A slot's episode saved mid-way: where it can go on from, any number of times.
+
+    Attributes:
+        env: ``env.unwrapped.snapshot()`` (:class:`~agemem_gym.snapshot.EnvSnapshot`).
+        observation: The last observation the slot returned (the next turn's context).
+        info: The ``info`` that came with it.
+    """
+
+    env: Any
+    observation: Any
+    info: dict[str, Any]
+
+
 class EpisodeSlot(gym.Wrapper):
     """A vector-env slot: resets to a pinned task and freezes once its episode is over.
 
@@ -83,11 +102,14 @@ class EpisodeSlot(gym.Wrapper):
 
     Attributes:
         pinned_task: The task of the next reset, or ``None`` for the env's own choice.
+        pinned_state: A :class:`SlotState` the next reset resumes instead of starting an
+            episode (``None``: a fresh episode).
     """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.pinned_task: Any = None
+        self.pinned_state: SlotState | None = None
         self._last: tuple[Any, dict[str, Any]] = ((), {})
         self._done = False  # a step before the first reset reaches the env, which refuses it
 
@@ -97,9 +119,20 @@ class EpisodeSlot(gym.Wrapper):
         if self.pinned_task is not None:
             opts.setdefault("task_id", self.pinned_task)
         obs, info = self.env.reset(seed=seed, options=opts)
+        if self.pinned_state is not None:
+            # reset first: the wrappers gym.make adds (order enforcing) then allow stepping
+            self.env.unwrapped.restore(self.pinned_state.env)  # type: ignore[attr-defined]
+            obs, info = self.pinned_state.observation, self.pinned_state.info
         info = {**info, "slot_done": False}
         self._last, self._done = (obs, info), False
         return obs, info
+
+    def slot_state(self) -> SlotState | None:
+        """The episode as it stands (``None`` once it has ended, or before the first reset)."""
+        if self._done or not self._last[1]:
+            return None
+        snapshot = self.env.unwrapped.snapshot()  # type: ignore[attr-defined]
+        return SlotState(snapshot, self._last[0], dict(self._last[1]))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step, or repeat the last observation once the episode is over or when idle."""

@@ -97,6 +97,20 @@ class GRPOConfig:
     """How per-token losses are averaged."""
     adv_eps: float = 1e-6
     """ε of the group-advantage denominator."""
+    credit: Literal["trajectory", "memory-state"] = "trajectory"
+    """How a step's advantage is computed. ``"trajectory"``: the paper's, every step of a
+    trajectory gets its group-normalised return. ``"memory-state"``: each rollout stops at the
+    fork (``fork_stage``), its env is snapshotted and ``fork_continuations`` continuations are
+    played from the snapshot; Stage-1 steps are credited with the value of the memory state
+    they built, continuation steps within the continuations of the same memory state
+    (:mod:`~agemem_gym.adapters.grpo.credit`). It costs about ``1 + (M − 1)·f`` times the
+    generated tokens (``f``: the post-fork share; logged as ``perf/generated_tokens``)."""
+    fork_stage: int = 2
+    """Memory-state credit forks right before the first turn of this stage (2 or 3)."""
+    fork_continuations: int = 2
+    """M: continuations played from each memory state (memory-state credit)."""
+    credit_weight: float = 0.5
+    """w in [0, 1]: memory-state credit's share, ``(1 − w)·A_traj + w·A_memory-state``."""
     drop_zero_advantage: bool = False
     """Leave zero-advantage samples (groups whose K rewards are all equal) out of the update.
     Off by default: they carry no policy gradient, but they do carry the KL-to-reference term
@@ -193,6 +207,25 @@ class GRPOConfig:
         if self.lora_rank < 0:
             raise InvalidConfig(f"lora_rank must be >= 0, got {self.lora_rank}")
         self._check_env_backend()
+        self._check_credit()
+
+    def _check_credit(self) -> None:
+        if self.credit not in ("trajectory", "memory-state"):
+            raise InvalidConfig(f"credit must be trajectory or memory-state, got {self.credit!r}")
+        if self.fork_stage not in (2, 3):
+            raise InvalidConfig(
+                f"fork_stage must be 2 or 3 (the fork is before that stage's first turn), got {self.fork_stage}"
+            )
+        if self.fork_continuations < 2:
+            raise InvalidConfig(
+                "fork_continuations must be >= 2 (continuations are compared within a memory state), "
+                f"got {self.fork_continuations}"
+            )
+        if not 0.0 <= self.credit_weight <= 1.0:
+            raise InvalidConfig(f"credit_weight must be in [0, 1], got {self.credit_weight}")
+        if self.credit == "memory-state" and self.rollout_env_backend == "ray":
+            # a Ray worker lost mid-continuation would be replayed from a fresh reset, not from the snapshot
+            raise InvalidConfig("credit = memory-state runs on the sync or async env backend, not ray")
 
     def _check_env_backend(self) -> None:
         if self.env_backend not in ENV_BACKENDS:

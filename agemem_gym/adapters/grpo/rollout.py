@@ -97,13 +97,17 @@ def make_rollout_envs(
 
 @dataclasses.dataclass
 class Trajectory:
-    """One rollout: its group, reward and final ``info``."""
+    """One rollout: its group, reward and final ``info``.
+
+    ``stopped``: a ``stop_when`` condition ended it mid-episode (``info`` is its last step's).
+    """
 
     group: int
     task_id: Any
     reward: float
     info: dict[str, Any]
     samples: list[int] = dataclasses.field(default_factory=list)
+    stopped: bool = False
 
 
 @dataclasses.dataclass
@@ -126,6 +130,7 @@ def collect_groups(
     seed: int,
     max_turns: int = 10_000,
     on_turns: Callable[[int], Any] | None = None,
+    stop_when: Callable[[dict[str, Any]], bool] | None = None,
 ) -> RolloutBatch:
     """Play ``len(task_ids) * group_size`` episodes in lockstep, batching generation.
 
@@ -138,6 +143,8 @@ def collect_groups(
         max_turns: Safety cap on turns per sub-env.
         on_turns: Called with the number of turns after each batch of turns is generated
             (a progress bar's ``update``).
+        stop_when: Ends a rollout early, mid-episode, when it is true of a step's ``info``
+            (:func:`~agemem_gym.runner.play_episodes`).
 
     Returns:
         Samples (every turn), trajectories and generation statistics.
@@ -149,7 +156,7 @@ def collect_groups(
     turns = _Turns(policy, [[] for _ in range(n)], on_turns)
     plan = [(task_ids[i // group_size], seed + i) for i in range(n)]
     # gymnasium types set_attr and per-env seed lists on Sync/AsyncVectorEnv only, not on VectorEnv
-    ends = play_episodes(cast(SlotEnvs, envs), plan, turns.act, max_steps=max_turns)
+    ends = play_episodes(cast(SlotEnvs, envs), plan, turns.act, max_steps=max_turns, stop_when=stop_when)
     trajectories = [_trajectory(end, task_ids, group_size, turns.owned[end.slot]) for end in ends]
     return RolloutBatch(
         turns.samples, trajectories, group_size, turns.logprobs, turns.generated, time.perf_counter() - start
@@ -159,8 +166,8 @@ def collect_groups(
 def _trajectory(end: EpisodeEnd, task_ids: Sequence[Any], group_size: int, samples: list[int]) -> Trajectory:
     group = end.index // group_size
     # a rollout cut by max_turns has no final info
-    info = end.info if end.finished else {}
-    return Trajectory(group=group, task_id=task_ids[group], reward=end.episode_return, info=info, samples=samples)
+    info = end.info if end.finished or end.stopped else {}
+    return Trajectory(group, task_ids[group], end.episode_return, info, samples, stopped=end.stopped)
 
 
 @dataclasses.dataclass

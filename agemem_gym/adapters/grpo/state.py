@@ -69,6 +69,8 @@ class TrainState:
             update): one precision for all, so the ratio is exactly 1 at zero update.
         output_dir: The run folder.
         progress: The bar over the current step's phases (:meth:`train` replaces the silent one).
+        fork_envs: The ``local_tasks · K · M`` continuation envs of ``credit = "memory-state"``
+            (:mod:`~agemem_gym.adapters.grpo.fork`); ``None`` otherwise.
     """
 
     config: GRPOConfig
@@ -92,6 +94,7 @@ class TrainState:
     autocast: Autocast
     output_dir: Path
     progress: StepProgress = dataclasses.field(default_factory=lambda: StepProgress(False))
+    fork_envs: RolloutEnvs | None = None
 
 
 def build_state(config: GRPOConfig) -> TrainState:
@@ -152,6 +155,7 @@ def build_state(config: GRPOConfig) -> TrainState:
         logger=logger,
         autocast=make_autocast(config.precision, accelerator.device),
         output_dir=output_dir,
+        fork_envs=_fork_envs(config, tokenizer, local_tasks),
     )
 
 
@@ -305,5 +309,18 @@ def _rollout_envs(config: GRPOConfig, tokenizer: Any, rank: int, local_tasks: in
         record=record,
         record_every=config.record_every,
         first_episode=start_step,
+    )
+    return cast(RolloutEnvs, envs)
+
+
+def _fork_envs(config: GRPOConfig, tokenizer: Any, local_tasks: int) -> RolloutEnvs | None:
+    """Memory-state credit's continuation envs: the rollout envs' id and arguments, ``M`` per rollout, unrecorded."""
+    if config.credit != "memory-state":
+        return None
+    envs = make_rollout_envs(
+        config.env_id,
+        local_tasks * config.group_size * config.fork_continuations,
+        {"tokenizer": tokenizer, **dict(config.env_kwargs)},  # the same arguments: snapshots restore only then
+        backend=config.rollout_env_backend,
     )
     return cast(RolloutEnvs, envs)

@@ -5,6 +5,8 @@
         schedule the curriculum's distractors
         collect B tasks × K rollouts (every turn of every stage is a sample)
         group-normalise the trajectory rewards, broadcast each advantage to its steps
+            (credit = "memory-state": fork each rollout after Stage 1 into M continuations and
+            credit Stage 1 with its memory state's value: fork.py, credit.py)
         keep every sample (zero-advantage ones too: they carry the KL term), replay the grammar masks
         score them with the rollout policy (π_old) and the frozen reference, in the update's precision
         μ epochs × minibatches: packed rows → clipped surrogate + β·KL → token mean → step
@@ -34,6 +36,8 @@ from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo.batching import Sample
 from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
+from agemem_gym.adapters.grpo.credit import credit_stats
+from agemem_gym.adapters.grpo.fork import ForkedBatch, attach_fork_advantages, collect_forked
 from agemem_gym.adapters.grpo.interrupt import InterruptGuard, TrainingInterrupted
 from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
 from agemem_gym.adapters.grpo.metrics import StepProgress, episode_metrics, plot_training_curve
@@ -103,6 +107,8 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
     finally:
         state.progress.close()
         state.envs.close()
+        if state.fork_envs is not None:
+            state.fork_envs.close()
     return _finish(state, checkpoint)
 
 
@@ -112,8 +118,8 @@ def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str
     t0 = time.perf_counter()
     batch = _collect_rollouts(state, step)
     rollout_s = time.perf_counter() - t0
-    _attach_advantages(batch, state.config)
-    metrics = _rollout_metrics(batch, rollout_s)
+    metrics = _attach_advantages(batch, state.config)
+    metrics.update(_rollout_metrics(batch, rollout_s))
     t1 = time.perf_counter()
     informative = sum(s.advantage != 0.0 for s in batch.samples)
     metrics["perf/informative_fraction"] = D.all_sum(informative) / max(1.0, D.all_sum(len(batch.samples)))
@@ -141,7 +147,9 @@ def distractors_at(step: int, config: GRPOConfig, full: int) -> int:
 def _schedule_distractors(state: TrainState, step: int) -> int:
     """Set every rollout env's distractor count for this step; return it."""
     n_distractors = distractors_at(step, state.config, state.full_distractors)
-    state.envs.call("configure", num_distractors=n_distractors)
+    for envs in (state.envs, state.fork_envs):
+        if envs is not None:  # a restored snapshot brings its own config; set both all the same
+            envs.call("configure", num_distractors=n_distractors)
     return n_distractors
 
 
@@ -160,10 +168,33 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + (step * config.tasks_per_step + share.start) * k  # task i: seed + i·K + j
     on_turns = state.progress.phase("rollout", None, "turn")
+    if state.fork_envs is not None:
+        m, fork_stage = config.fork_continuations, config.fork_stage
+        return collect_forked(state.envs, state.fork_envs, state.policy, tasks, k, m, seed, fork_stage, on_turns)
     return collect_groups(state.envs, state.policy, tasks, k, seed=seed, on_turns=on_turns)
 
 
-def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
+def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> dict[str, float]:
+    """Set every sample's advantage (trajectory or memory-state credit); the credit's metrics."""
+    if isinstance(batch, ForkedBatch):
+        returns = attach_fork_advantages(batch, config.group_size, config.credit_weight, config.adv_eps)
+        return _credit_metrics(batch, returns)
+    _attach_trajectory_advantages(batch, config)
+    return {}
+
+
+def _credit_metrics(batch: ForkedBatch, returns: torch.Tensor) -> dict[str, float]:
+    """Memory-state credit's sample counts and spreads, over every rank (each task weighs the same)."""
+    tasks = returns.shape[0]
+    stats = credit_stats(returns) if tasks else {}
+    keys = ["credit/value_std", "credit/local_std", "credit/local_zero_fraction"]
+    local = [batch.stage1_samples, len(batch.samples) - batch.stage1_samples, tasks]
+    summed = D.all_sum_many(local + [stats[key] * tasks if tasks else 0.0 for key in keys])
+    out = {key: value / max(1.0, summed[2]) for key, value in zip(keys, summed[3:])}
+    return {**out, "credit/stage1_samples": summed[0], "credit/continuation_samples": summed[1]}
+
+
+def _attach_trajectory_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
     """Group-normalise the trajectory rewards; every step of a trajectory gets its advantage."""
     rewards = torch.tensor([t.reward for t in batch.trajectories], dtype=torch.float64)  # (N,)
     advantages = group_advantages(rewards, config.group_size, config.adv_eps)  # (N,)
@@ -187,7 +218,9 @@ def _rollout_metrics(batch: RolloutBatch, rollout_s: float) -> dict[str, float]:
     """Episode metrics over every rank's trajectories, response length and rollout time."""
     trajs = D.all_gather_objects([(t.reward, t.info) for t in batch.trajectories])
     out = episode_metrics([r for r, _ in trajs], [i for _, i in trajs])
-    out["tokens/response"] = D.all_sum(batch.generated_tokens) / max(1.0, D.all_sum(len(batch.samples)))
+    generated = D.all_sum(batch.generated_tokens)
+    out["tokens/response"] = generated / max(1.0, D.all_sum(len(batch.samples)))
+    out["perf/generated_tokens"] = generated  # the budget credit modes are compared at
     out["perf/rollout_s"] = rollout_s
     out["episode/lost_to_workers"] = float(sum(lost_rollout(i) for _, i in trajs))
     return out
