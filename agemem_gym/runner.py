@@ -111,12 +111,14 @@ def play_episodes(
     on_end: Callable[[EpisodeEnd], None] | None = None,
     max_steps: int = 10_000,
     stop_when: Callable[[dict[str, Any]], bool] | None = None,
+    idle_slots: bool = False,
 ) -> list[EpisodeEnd]:
     """Play every episode of ``plan`` on the slots of ``envs``.
 
     Args:
         envs: A vector env of :class:`~agemem_gym.vector.EpisodeSlot` sub-envs, autoreset
-            off (:func:`~agemem_gym.vector.make_slot_envs`). Slots beyond ``len(plan)`` idle.
+            off (:func:`~agemem_gym.vector.make_slot_envs`), with at most ``len(plan)`` of them
+            unless ``idle_slots``.
         plan: ``(task_id, seed)`` of each episode.
         act: Chooses the actions of the playing slots from their observations and infos.
         on_start: Called with ``(slot, index)`` before a slot resets to episode ``index``
@@ -126,14 +128,17 @@ def play_episodes(
         stop_when: Ends an episode early when it returns ``True`` for the ``info`` of one of
             its steps (not the reset's); its slot is then left as it is, mid-episode
             (the GRPO trainer snapshots it there: ``credit = "memory-state"``).
+        idle_slots: Allow more slots than episodes: the extra slots idle from the start, never
+            reset (their observation space must batch the slot's empty placeholder, as the
+            AgeMem envs' message sequences do).
 
     Returns:
         One :class:`EpisodeEnd` per episode, in plan order.
     """
     if max_steps < 1:
         raise InvalidConfig(f"max_steps must be >= 1, got {max_steps}")
-    if envs.num_envs < 1:
-        raise InvalidConfig(f"play_episodes needs at least one sub-env, got {envs.num_envs}")
+    if envs.num_envs < 1 or (envs.num_envs > len(plan) and not idle_slots):
+        raise InvalidConfig(f"{envs.num_envs} sub-envs cannot all play a plan of {len(plan)} episodes")
     loop = _Loop(envs, plan, on_start, stop_when)
     loop.reset(np.ones(envs.num_envs, dtype=np.bool_))
     while loop.playing():

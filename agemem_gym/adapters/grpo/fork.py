@@ -92,12 +92,15 @@ def collect_forked(
         return int(info.get("stage", 1)) >= fork_stage
 
     first = collect_groups(envs, policy, task_ids, group_size, seed, on_turns=on_turns, stop_when=at_fork)
-    states = envs.call("slot_state")
+    states = cast(Any, envs).call("slot_state")  # gymnasium types call on Sync/AsyncVectorEnv only
     forked = [i for i, t in enumerate(first.trajectories) if t.stopped and states[i] is not None]
     plan = [(first.trajectories[i].task_id, seed + i) for i in forked for _ in range(m)]
-    fork_envs.set_attr("pinned_state", [states[i] for i in forked for _ in range(m)] + [None] * (n * m - len(plan)))
+    cast(SlotEnvs, fork_envs).set_attr(
+        "pinned_state", [states[i] for i in forked for _ in range(m)] + [None] * (n * m - len(plan))
+    )
     turns = _Turns(policy, [[] for _ in range(n * m)], on_turns)
-    ends = play_episodes(cast(SlotEnvs, fork_envs), plan, turns.act)
+    # a rollout that ended before the fork leaves its M slots idle (and none may be left at all)
+    ends = play_episodes(cast(SlotEnvs, fork_envs), plan, turns.act, idle_slots=True) if plan else []
     return _merge(first, turns, _continuation_ends(ends, forked, m, n), m, time.perf_counter() - start)
 
 
