@@ -40,8 +40,8 @@ def serve():
 
 
 def _scores(results):
-    """Every field of every episode result (scores, rewards, tokens, tool-call histograms)."""
-    return [dataclasses.asdict(r) for r in results]
+    """Every field of every episode result (scores, rewards, tokens, tool-call histograms), as JSON values."""
+    return json.loads(json.dumps([dataclasses.asdict(r) for r in results]))
 
 
 def _free_port():
