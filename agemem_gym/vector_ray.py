@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy as copy_module
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -219,9 +220,22 @@ class RayVectorEnv(gym.vector.VectorEnv):
         """The process id of each sub-env's actor (to inspect, or to kill in a fault test)."""
         return list(self._ray.get([w.pid.remote() for w in self._workers]))
 
-    def kill_worker(self, index: int) -> None:
-        """Kill sub-env ``index``'s actor, as a crash would: its next call rebuilds and replays it."""
-        self._ray.kill(self._workers[index], no_restart=True)
+    def kill_worker(self, index: int, timeout_s: float = 30.0) -> None:
+        """Kill sub-env ``index``'s actor, as a crash would: its next call rebuilds and replays it.
+
+        Returns once the actor is gone: ``ray.kill`` only sends the order, and a call made
+        before it lands would still be served by the old actor.
+        """
+        worker = self._workers[index]
+        self._ray.kill(worker, no_restart=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self._ray.get(worker.pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - RayActorError and kin: the actor is dead, as asked
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"the actor of sub-env {index} was still alive {timeout_s:g} s after ray.kill")
 
     def _revive(self, i: int, cause: BaseException) -> str | None:
         """Replace sub-env ``i``'s dead actor and replay its episode; return why it failed, if it did."""
