@@ -1,8 +1,10 @@
-"""Rollouts with and without prefix reuse: HotpotQA-v0 episodes and a GRPO group on SmolLM2-135M.
+"""Rollouts with and without prefix reuse and static decoding: HotpotQA-v0 on SmolLM2-135M.
 
-Plays the same episodes twice with one model, ``HFPolicy(prefix_cache=False)`` (every turn
-prefills its whole prompt) and ``prefix_cache=True`` (each turn prefills only what no
-stored sequence shares): one whole episode alone (reuse across turns), then one GRPO group
+Plays the same episodes in each mode with one model: ``off`` (``HFPolicy(prefix_cache=False)``:
+every turn prefills its whole prompt), ``on`` (``prefix_cache=True``: each turn prefills only
+what no stored sequence shares) and, by default on a GPU, ``static`` (the prefix cache plus
+``static_decode=True``: fixed-shape decode steps replayed as CUDA graphs). The runs: one whole
+episode alone (reuse across turns), then one GRPO group
 of K rollouts of the same task in lockstep (the group's shared first prompt prefilled once;
 by default the first 4 turns of each rollout, ``--group-turns 0`` for whole episodes).
 It reports the prompt tokens prefilled per episode and per generated token, the wall time
@@ -24,11 +26,15 @@ from agemem_gym.adapters.grpo.rollout import collect_groups, make_rollout_envs
 from agemem_gym.policies.llm.hf_policy import HFPolicy
 from agemem_gym.policies.llm.models import load_model
 
+MODES = {"off": "cache off", "on": "cache on", "static": "cache on + static"}
+"""Mode → table label."""
+
 
 def play(
-    model: Any, tok: Any, args: argparse.Namespace, cached: bool, tasks: list[int], k: int, max_turns: int
+    model: Any, tok: Any, args: argparse.Namespace, mode: str, tasks: list[int], k: int, max_turns: int
 ) -> dict[str, Any]:
     """Play ``tasks`` × ``k`` episodes in lockstep, ``max_turns`` turns at most; their counts and time."""
+    cached = mode != "off"
     policy = HFPolicy(
         model,
         tok,
@@ -38,6 +44,7 @@ def play(
         constrained=True,
         prefix_cache=cached,
         prefix_cache_entries=max(16, 2 * len(tasks) * k),
+        static_decode=mode == "static",
     )
     env_kwargs = {"tokenizer": tok, "num_distractors": args.distractors, "max_rounds": args.max_rounds}
     envs = make_rollout_envs(args.env, len(tasks) * k, env_kwargs)
@@ -99,35 +106,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parts", nargs="+", choices=("episode", "group"), default=["episode", "group"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), help="default: off on (+ static on a GPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    modes = args.modes or ["off", "on", *(["static"] if args.device.startswith("cuda") else [])]
     model, tok = load_model(args.model)
     model.to(args.device)
+    play(model, tok, args, "off", [0], 1, 1)  # warm-up: the first run must not pay the device's start-up
     runs: dict[str, dict[str, Any]] = {}
     plans = {"episode": ([0], 1, 10_000), "group": ([1], args.group_size, args.group_turns or 10_000)}
     for part in args.parts:
         tasks, k, turns = plans[part]
-        runs[part] = {mode: play(model, tok, args, mode == "on", tasks, k, turns) for mode in ("off", "on")}
+        runs[part] = {mode: play(model, tok, args, mode, tasks, k, turns) for mode in modes}
     rows, ratios = [], {}
     for part, r in runs.items():
-        same, gap = _same(r["off"], r["on"])
-        rows.append(_row(part, "cache off", r["off"], ""))
-        rows.append(_row(part, "cache on", r["on"], f"{'yes' if same else 'NO'} (max Δlogp {gap:.1e})"))
-        ratios[part] = {
-            "prefill": r["off"]["prefill_tokens"] / max(1, r["on"]["prefill_tokens"]),
-            "wall": r["off"]["seconds"] / r["on"]["seconds"],
-            "same_turns": same,
-            "max_logprob_gap": gap,
-        }
+        base = r[modes[0]]
+        rows.append(_row(part, MODES[modes[0]], base, ""))
+        for mode in modes[1:]:
+            same, gap = _same(base, r[mode])
+            rows.append(_row(part, MODES[mode], r[mode], f"{'yes' if same else 'NO'} (max Δlogp {gap:.1e})"))
+            ratios[f"{part}/{mode}"] = {
+                "prefill": base["prefill_tokens"] / max(1, r[mode]["prefill_tokens"]),
+                "wall": base["seconds"] / r[mode]["seconds"],
+                "same_turns": same,
+                "max_logprob_gap": gap,
+            }
     print(
         f"{args.env} (num_distractors={args.distractors}, max_rounds={args.max_rounds}), {args.model}, constrained, "
         f"T={args.temperature}, max_new_tokens={args.max_new_tokens}, {args.threads} thread(s), {args.device}"
     )
     headers = ["run", "mode", "episodes", "turns/ep", "prompt tok/ep", "prefilled tok/ep", "generated tok/ep"]
     print(format_table([*headers, "prefilled/generated", "s/episode", "grammar s/episode", "same turns"], rows))
-    for part, q in ratios.items():
-        print(f"\n{part}: {q['prefill']:.1f}x fewer tokens prefilled, {q['wall']:.2f}x faster (wall) with the cache")
+    for name, q in ratios.items():
+        print(f"\n{name} vs {modes[0]}: {q['prefill']:.1f}x fewer tokens prefilled, {q['wall']:.2f}x faster (wall)")
     for r in runs.values():
         for mode in r.values():
             del mode["turn_ids"], mode["logprobs"]

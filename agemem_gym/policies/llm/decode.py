@@ -51,6 +51,7 @@ class DecodeSettings:
     stops: tuple[str, ...]
     eos_ids: frozenset[int]
     grammar: Any = None  # a TurnGrammar when turns are constrained
+    static: Any = None  # a StaticDecoder: fixed-shape buffers replayed as CUDA graphs (static_decode.py)
 
 
 @dataclasses.dataclass
@@ -310,7 +311,11 @@ def decode_turns(
         firsts.append(logits)
         kvs.append(kv)
         prefilled += n
-    batch = _Batch(model, kvs, [len(p) for p in prompts], settings)
+    lengths = [len(p) for p in prompts]
+    if settings.static is not None:
+        batch = settings.static.batch(model, kvs, lengths, settings)
+    else:
+        batch = _Batch(model, kvs, lengths, settings)
     del kvs  # the batch holds its own copy; the store keeps what it needs
     grammar = _GrammarRows(settings.grammar, grammars)
     tracker = StopTracker(settings.tokenizer, settings.stops, 0, len(prompts), set(settings.eos_ids))

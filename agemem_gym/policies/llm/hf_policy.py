@@ -186,6 +186,10 @@ class HFPolicy(BasePolicy):
         prefix_cache_entries: Fewest sequences stored; a call with more observations raises it to
             their number plus ``batch_size`` (one per stream is enough: a stream's next turn
             replaces its last). Each holds its whole context's keys and values.
+        static_decode: Decode with fixed-shape buffers whose step is replayed as a CUDA graph
+            (:mod:`agemem_gym.policies.llm.static_decode`; same tokens, log-probs equal up to
+            float rounding): ``"auto"`` on a CUDA model with sdpa or eager attention, ``True``
+            always (on the CPU the static step runs eagerly, slower: for checks), ``False`` never.
 
     Attributes:
         prompt_tokens: Prompt tokens requested so far (every turn's full prompt).
@@ -210,12 +214,15 @@ class HFPolicy(BasePolicy):
         grammar_limits: Mapping[str, Any] | None = None,
         prefix_cache: bool = True,
         prefix_cache_entries: int = 16,
+        static_decode: bool | str = "auto",
     ) -> None:
         _torch()
         if max_new_tokens < 1 or batch_size < 1 or prefix_cache_entries < 1:
             raise InvalidConfig("max_new_tokens, batch_size and prefix_cache_entries must be >= 1")
         if do_sample and temperature <= 0:
             raise InvalidConfig(f"temperature must be > 0 when sampling, got {temperature}")
+        if static_decode not in (True, False, "auto"):
+            raise InvalidConfig(f"static_decode must be True, False or 'auto', got {static_decode!r}")
         if tools not in (True, False, "auto"):
             raise InvalidConfig(f"tools must be True, False or 'auto', got {tools!r}")
         if getattr(tokenizer, "chat_template", None) is None:
@@ -254,6 +261,8 @@ class HFPolicy(BasePolicy):
 
             self.prefix_cache = PrefixCache(prefix_cache_entries)
         self._stamp = self._weights_stamp()
+        self.static_decode = static_decode
+        self.static_decoder: Any = None  # built on the first call that decodes statically
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "smollm2", **kwargs: Any) -> HFPolicy:
@@ -343,6 +352,7 @@ class HFPolicy(BasePolicy):
             self.stop_strings,
             frozenset(self.eos_ids),
             self.grammar,
+            self._static_decoder(),
         )
         device = next(self.model.parameters()).device
         # the stream model.generate drew from after torch.manual_seed (on the GPU too)
@@ -361,6 +371,19 @@ class HFPolicy(BasePolicy):
                 TurnRecord(tuple(prompt), tuple(resp), tuple(out.logprobs[i]), text, out.finished[i], grammars[i])
             )
         return records
+
+    def _static_decoder(self) -> Any:
+        """The static decoder when this call decodes statically (see ``static_decode``), else ``None``."""
+        from agemem_gym.policies.llm.static_decode import StaticDecoder, supports_static
+
+        on_gpu = next(self.model.parameters()).device.type == "cuda"
+        if not (self.static_decode is True or (self.static_decode == "auto" and on_gpu)):
+            return None
+        if not supports_static(self.model):
+            return None
+        if self.static_decoder is None:
+            self.static_decoder = StaticDecoder()
+        return self.static_decoder
 
     def _weights_stamp(self) -> tuple[tuple[int, int, int], ...]:
         """Identity, storage and in-place version of every parameter (a step, a load or a move changes it)."""
