@@ -79,13 +79,9 @@ class _GrammarRows:
         if all(self.done[r] for r in rows):
             return scores
         start = time.perf_counter()
-        allowed = torch.ones(scores.shape, dtype=torch.bool)
-        width = min(scores.shape[1], self.grammar.vocab_size)
-        for b, r in enumerate(rows):
-            if not self.done[r]:
-                row = torch.zeros(scores.shape[1], dtype=torch.bool)
-                row[:width] = self.grammar.allowed(self.matchers[r])[:width]
-                allowed[b] = row
+        # the rows' masks on the grammar engine's thread pool: one row at a time is ~0.35 ms each
+        matchers, done = [self.matchers[r] for r in rows], [self.done[r] for r in rows]
+        allowed = self.grammar.allowed_rows(matchers, done, scores.shape[1])
         self.seconds += time.perf_counter() - start
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
