@@ -212,7 +212,8 @@ class GRPOConfig:
         if self.lora_rank < 0:
             raise InvalidConfig(f"lora_rank must be >= 0, got {self.lora_rank}")
         if self.generated_token_budget < 0:
-            raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {self.generated_token_budget}")
+            budget = self.generated_token_budget
+            raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {budget}")
         self._check_env_backend()
         self._check_credit()
 
