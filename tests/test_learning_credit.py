@@ -106,4 +106,5 @@ def test_compare_pipeline_runs_end_to_end_on_cpu(tmp_path):
         assert run["budget_reached"] and 1500 <= run["generated_tokens"] and run["steps"] >= 1
         assert math.isfinite(run["held_out"][0])
     assert numbers["difference"]["per_seed"]["0"]["episodes"] == 16
-    assert (out / "curves-credit.png").stat().st_size > 1000 and "credit is ahead" in (out / "summary.md").read_text()
+    assert (out / "curves-credit.png").stat().st_size > 1000
+    assert "ahead on the held-out panel" in (out / "summary.md").read_text()  # the verdict, whichever it is
