@@ -18,6 +18,24 @@ with a checkpoint (the steps reached are reported).
     python benchmarks/learning.py --seeds 0 1 2 --jobs 6 --out runs/learning          # one GPU
     python benchmarks/learning.py --seeds 0 --steps 2 --out /tmp/learning              # CPU check
     python benchmarks/learning.py --preset learning-probe --set env_id=AgeMem/HotpotQA-v0 ...
+
+``--compare credit`` compares the two credit modes at the same cost instead (code in
+``learning_credit.py``): per seed, a ``trajectory`` and a ``memory-state`` run (``--set
+fork_continuations=2 --set credit_weight=0.5`` by default; other ``--set`` fields apply to both)
+that each stop once they have generated ``--token-budget`` tokens (``generated_token_budget``;
+``--steps`` is then only a cap, 1000 by default), a shared learning-rate-0 control per seed with
+``--with-control``; both arms' final checkpoints on the held-out panel, the difference
+memory-state − trajectory per seed and over seeds, and ``curves-credit.png`` (task score and
+reward against the generated tokens):
+
+    python benchmarks/learning.py --compare credit --seeds 0 1 2 --jobs 6 --token-budget N --out runs/credit
+    python benchmarks/learning.py --compare credit --preset cpu-smoke --seeds 0 1 --token-budget 3000 \
+        --eval-reps 1 --jobs 2 --out /tmp/credit                                        # CPU check, ~3 min
+
+Choose N as the generated tokens of K trajectory steps: ``perf/generated_tokens_total`` of a
+trajectory run's metrics.csv at step K − 1 (K = 40: the ``learning-probe`` preset's steps);
+memory-state credit spends about ``1 + (M − 1)·f`` times as many per step (f: the share after the
+fork), so it reaches N in fewer steps.
 """
 
 from __future__ import annotations
@@ -164,14 +182,19 @@ def _train_jobs(args: argparse.Namespace, out: Path) -> list[tuple[list[str], Pa
 
 
 def _eval_jobs(args: argparse.Namespace, out: Path) -> list[tuple[list[str], Path]]:
+    return eval_jobs_for(args, out, {f"seed{seed}": out / f"seed{seed}-trained" for seed in args.seeds})
+
+
+def eval_jobs_for(args: argparse.Namespace, out: Path, runs: Mapping[str, Path]) -> list[tuple[list[str], Path]]:
+    """Held-out evaluations of the untrained model and of each run's (name → folder) last checkpoint."""
     from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint
 
     base = _config(args, args.seeds[0], None, out / "unused").model
     models = {"untrained": base}
-    for seed in args.seeds:
-        ckpt = latest_checkpoint(out / f"seed{seed}-trained")
+    for name, folder in runs.items():
+        ckpt = latest_checkpoint(folder)
         if ckpt is not None:
-            models[f"seed{seed}"] = str(ckpt / "model")
+            models[name] = str(ckpt / "model")
     extra = ["--eval-reps", str(args.eval_reps), "--eval-batch", str(args.eval_batch)]
     return [
         (
@@ -186,11 +209,7 @@ def drive(args: argparse.Namespace) -> int:
     """Train, evaluate, summarise."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = _config(args, args.seeds[0], None, out / "unused")
-    if config.model == "smollm2":  # convert the GGUF once, before parallel runs race to do it
-        from agemem_gym.policies.llm.models import smollm2_path
-
-        smollm2_path()
+    config = prepare_model(args, out)
     t0 = time.time()
     deadline = t0 + 60 * args.deadline_min if args.deadline_min else None
     codes = _run_all(_train_jobs(args, out), args.jobs, deadline)
@@ -202,6 +221,16 @@ def drive(args: argparse.Namespace) -> int:
     print(summary["markdown"])
     _plot(out, args.seeds)
     return 0 if all(c == 0 for c in codes) else 1
+
+
+def prepare_model(args: argparse.Namespace, out: Path) -> Any:
+    """The first seed's config; SmolLM2's GGUF converted once, before parallel runs race to do it."""
+    config = _config(args, args.seeds[0], None, out / "unused")
+    if config.model == "smollm2":
+        from agemem_gym.policies.llm.models import smollm2_path
+
+        smollm2_path()
+    return config
 
 
 # ============================================================================ the report
@@ -321,17 +350,30 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-batch", type=int, default=64, help="episodes played at once in evaluation")
     parser.add_argument("--eval-seed", type=int, default=1234, help="sampling seed of every evaluation")
     parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--compare", choices=("credit",), default=None, help="compare credit modes (see above)")
+    parser.add_argument("--token-budget", type=int, default=0, help="--compare: generated tokens per run")
+    parser.add_argument("--with-control", action="store_true", help="--compare: a learning-rate-0 run per seed")
     # one run (internal)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--folder", default="")
     parser.add_argument("--model", default="")
     parser.add_argument("--json", default="")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.compare and args.mode == "drive" and args.token_budget <= 0:
+        parser.error(
+            "--compare credit needs --token-budget N (> 0): both arms stop at the same number of generated "
+            "tokens; N = perf/generated_tokens_total of a trajectory run after K steps"
+        )
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.compare and args.mode in ("drive", "summary"):
+        import learning_credit
+
+        return learning_credit.compare(args)
     if args.mode == "train":
         return train_one(args)
     if args.mode == "eval":

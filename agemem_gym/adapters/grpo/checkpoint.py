@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch loads only when a checkpoint is written or read: the 
     import numpy as np
     import torch
 
-__all__ = ["COMPLETE", "save_checkpoint", "latest_checkpoint", "is_complete", "load_training_state"]
+__all__ = ["COMPLETE", "save_checkpoint", "latest_checkpoint", "is_complete", "load_training_state", "load_counters"]
 
 COMPLETE = "COMPLETE"
 """The marker file a checkpoint folder gets last: without it the folder is never loaded."""
@@ -53,6 +53,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     rng: np.random.Generator,
     config: dict[str, Any],
+    counters: dict[str, float] | None = None,
 ) -> Path:
     """Write ``folder/checkpoint-<step>`` crash-safely (see the module docstring) and return its path.
 
@@ -64,6 +65,7 @@ def save_checkpoint(
         optimizer: Its ``state_dict`` is saved.
         rng: The run's task-sampling RNG.
         config: The run's settings (recorded for ``--resume``).
+        counters: Running totals a resumed run continues from (``generated_tokens_total``).
 
     Returns:
         The checkpoint folder.
@@ -81,6 +83,7 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
         state = {"format": FORMAT, "step": step, "numpy_rng": rng.bit_generator.state, "config": config}
+        state["counters"] = dict(counters or {})
         (staging / "trainer_state.json").write_text(json.dumps(state, indent=2, default=str))
         _fsync_tree(staging)
         _write_synced(staging / COMPLETE, f"{step}\n")
@@ -182,3 +185,10 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer, rng:
     torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"])
+
+
+def load_counters(path: str | Path) -> dict[str, float] | None:
+    """The running totals a checkpoint saved (:func:`save_checkpoint`'s ``counters``); ``None`` in older ones."""
+    state = json.loads((Path(path) / "trainer_state.json").read_text())
+    counters = state.get("counters")
+    return None if counters is None else {str(k): float(v) for k, v in counters.items()}

@@ -71,6 +71,11 @@ class GRPOConfig:
     ``RAY_ADDRESS``; needs the ``[ray]`` extra)."""
     num_steps: int = 100
     """Training steps (collect → advantages → update)."""
+    generated_token_budget: int = 0
+    """Stop after the step at which the run's generated tokens (``perf/generated_tokens`` summed
+    over steps and processes, logged as ``perf/generated_tokens_total``) reach this many, with a
+    checkpoint as at a normal end; ``num_steps`` still caps the run. 0 turns it off. Credit modes
+    of different cost per step are compared at the same budget (``benchmarks/learning_credit.py``)."""
     learning_rate: float = 1e-5
     """AdamW learning rate (0: a control run whose weights never change)."""
     weight_decay: float = 0.0
@@ -206,6 +211,9 @@ class GRPOConfig:
             raise InvalidConfig(f"loss_aggregation must be token-mean or sequence-mean, got {self.loss_aggregation!r}")
         if self.lora_rank < 0:
             raise InvalidConfig(f"lora_rank must be >= 0, got {self.lora_rank}")
+        if self.generated_token_budget < 0:
+            budget = self.generated_token_budget
+            raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {budget}")
         self._check_env_backend()
         self._check_credit()
 

@@ -7,7 +7,8 @@ preventive, preservation, storage, maintenance, relevance), ``task/score``, ``ta
 ``tokens/response``, ``episode/turns``, ``episode/invalid_calls``, ``losses/policy``,
 ``losses/kl``, ``losses/clipfrac``, ``losses/entropy``, ``losses/grad_norm``,
 ``losses/logprob_mismatch``, ``perf/padding``, ``perf/samples_per_s``, ``perf/tokens_per_s``,
-``perf/rollout_s``, ``perf/update_s``.
+``perf/rollout_s``, ``perf/update_s``, ``perf/generated_tokens`` (this step's, every rank's) and
+``perf/generated_tokens_total`` (the run's so far, what ``generated_token_budget`` is spent from).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A folder *holds a run* when it has a ``config.json``, a ``metrics.csv`` or a che
 Starting a run there needs one of:
 
 * ``resume``: continue it. Every setting that shapes the result must match the recorded
-  ``config.json``; only the step count may grow (and the bookkeeping fields of
+  ``config.json``; only the step count and the generated-token budget may grow (and the bookkeeping fields of
   :data:`UNCOMPARED` may change).
 * ``overwrite``: start afresh (it wins over ``resume``). The folder's run files
   (:func:`clear_run`) are removed first; other files are left alone.
@@ -33,6 +33,7 @@ UNCOMPARED = frozenset(
         "resume",
         "overwrite",
         "num_steps",
+        "generated_token_budget",  # a stopping rule, like num_steps
         "save_every",
         "tensorboard",
         "record_dir",

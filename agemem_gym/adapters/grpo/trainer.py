@@ -10,7 +10,7 @@
         keep every sample (zero-advantage ones too: they carry the KL term), replay the grammar masks
         score them with the rollout policy (π_old) and the frozen reference, in the update's precision
         μ epochs × minibatches: packed rows → clipped surrogate + β·KL → token mean → step
-        log, checkpoint
+        log (with the generated tokens so far), checkpoint; stop early once the generated-token budget is spent
     check the replicas agree, plot the training curve
 
 Runs on CPU (float32) and GPU (bf16 autocast; ``precision`` chooses), alone or under ``accelerate launch`` (each
@@ -90,12 +90,18 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
     try:
         with guard if state.world == 1 else nullcontext():  # one rank cannot save a checkpoint alone
             for step in bar:
+                if _budget_spent(state):  # a resumed run whose budget was spent already
+                    break
                 snapshot = _rng_snapshot(state)
                 metrics = _train_step(state, step, guard)
+                _count_generated(state, metrics)
                 _log(state, step, metrics, bar)
                 checkpoint = _checkpoint(state, step) or checkpoint
                 done, snapshot = step, None
                 guard.leave_critical()
+                if _stop_for_budget(state, step):
+                    break
+            _close_bar(bar)  # a budget stop leaves the bar short of num_steps
     except KeyboardInterrupt:
         state.progress.close()
         if state.world > 1:
@@ -324,19 +330,50 @@ def _log(state: TrainState, step: int, metrics: dict[str, float], bar: Iterable[
 
 
 def _checkpoint(state: TrainState, step: int) -> Path | None:
-    """Save every ``save_every`` steps and at the end (rank 0 writes; every rank waits)."""
+    """Save every ``save_every`` steps and at the end: the last step, or the budget spent (rank 0 writes; all wait)."""
     config = state.config
-    if (step + 1) % config.save_every != 0 and step + 1 != config.num_steps:
+    if (step + 1) % config.save_every != 0 and step + 1 != config.num_steps and not _budget_spent(state):
         return None
     return _save(state, step)
+
+
+def _budget_spent(state: TrainState) -> bool:
+    """Whether the run has generated its ``generated_token_budget`` (never, with no budget)."""
+    budget = state.config.generated_token_budget
+    return budget > 0 and state.generated_tokens_total >= budget
+
+
+def _count_generated(state: TrainState, metrics: dict[str, float]) -> None:
+    """Add the step's generated tokens to the run's total; log the total."""
+    # perf/generated_tokens is already summed over ranks: every rank keeps the same total and stops at the same step
+    state.generated_tokens_total += metrics["perf/generated_tokens"]
+    metrics["perf/generated_tokens_total"] = state.generated_tokens_total
+
+
+def _stop_for_budget(state: TrainState, step: int) -> bool:
+    """Whether the budget ends the run after ``step`` (rank 0 says so)."""
+    if not _budget_spent(state):
+        return False
+    if state.rank == 0:
+        spent, budget = int(state.generated_tokens_total), state.config.generated_token_budget
+        print(f"generated-token budget reached after step {step}: {spent} of {budget} tokens", flush=True)
+    return True
 
 
 def _save(state: TrainState, step: int) -> Path | None:
     """Checkpoint the state after ``step`` (rank 0 writes; every rank waits)."""
     path = None
     if state.rank == 0:
+        counters = {"generated_tokens_total": state.generated_tokens_total}
         path = save_checkpoint(
-            state.output_dir, step, state.model, state.tokenizer, state.optimizer, state.rng, state.config.to_dict()
+            state.output_dir,
+            step,
+            state.model,
+            state.tokenizer,
+            state.optimizer,
+            state.rng,
+            state.config.to_dict(),
+            counters,
         )
     state.accelerator.wait_for_everyone()
     return path
