@@ -59,12 +59,13 @@ class _StaticLayer(DynamicLayer):
         self.is_initialized = True
         self.device = keys.device
         self.keys, self.values, self.column = keys, values, column
+        self._k, self._v = keys, values  # typed handles on the same buffers
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         """Write the step's keys and values at ``column`` (a device tensor: no host sync, graph-safe)."""
-        self.keys.index_copy_(2, self.column, key_states)
-        self.values.index_copy_(2, self.column, value_states)
-        return self.keys, self.values
+        self._k.index_copy_(2, self.column, key_states)
+        self._v.index_copy_(2, self.column, value_states)
+        return self._k, self._v
 
 
 class _Buffers:
@@ -80,11 +81,12 @@ class _Buffers:
         self.position_ids = torch.zeros((rows, 1), dtype=torch.long, device=device)
         # sdpa takes a boolean mask (True: attend); eager attention adds the mask to its scores
         additive = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
-        self.open, self.closed = (0.0, torch.finfo(dtype).min) if additive else (True, False)
+        self.open: float | bool = 0.0 if additive else True
+        self.closed: float | bool = torch.finfo(dtype).min if additive else False
         kind = dtype if additive else torch.bool
         self.mask = torch.full((rows, 1, 1, length), self.closed, dtype=kind, device=device)
         layers = [_StaticLayer(k, v, self.column) for k, v in zip(self.keys, self.values)]
-        self.cache = _new_cache(layers)  # type: ignore[arg-type]
+        self.cache = _new_cache(list(layers))
         self.model, self.kwarg = model, _cache_kwarg(model)
         self.graph: Any = None
         self.logits: torch.Tensor | None = None
