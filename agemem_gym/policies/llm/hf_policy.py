@@ -158,6 +158,25 @@ def _check_full_attention(model: Any) -> None:
         raise InvalidConfig(f"HFPolicy decodes full-attention models only; this one has layers {sorted(kinds)}")
 
 
+def _check_arguments(
+    max_new_tokens: int,
+    batch_size: int,
+    prefix_cache_entries: int,
+    do_sample: bool,
+    temperature: float,
+    tools: bool | str,
+    static_decode: bool | str,
+) -> None:
+    """Raise :class:`InvalidConfig` for an :class:`HFPolicy` argument out of its range."""
+    if max_new_tokens < 1 or batch_size < 1 or prefix_cache_entries < 1:
+        raise InvalidConfig("max_new_tokens, batch_size and prefix_cache_entries must be >= 1")
+    if do_sample and temperature <= 0:
+        raise InvalidConfig(f"temperature must be > 0 when sampling, got {temperature}")
+    for name, value in (("tools", tools), ("static_decode", static_decode)):
+        if value not in (True, False, "auto"):
+            raise InvalidConfig(f"{name} must be True, False or 'auto', got {value!r}")
+
+
 class HFPolicy(BasePolicy):
     """A transformers causal LM as a policy for memory environments.
 
@@ -217,14 +236,7 @@ class HFPolicy(BasePolicy):
         static_decode: bool | str = "auto",
     ) -> None:
         _torch()
-        if max_new_tokens < 1 or batch_size < 1 or prefix_cache_entries < 1:
-            raise InvalidConfig("max_new_tokens, batch_size and prefix_cache_entries must be >= 1")
-        if do_sample and temperature <= 0:
-            raise InvalidConfig(f"temperature must be > 0 when sampling, got {temperature}")
-        if static_decode not in (True, False, "auto"):
-            raise InvalidConfig(f"static_decode must be True, False or 'auto', got {static_decode!r}")
-        if tools not in (True, False, "auto"):
-            raise InvalidConfig(f"tools must be True, False or 'auto', got {tools!r}")
+        _check_arguments(max_new_tokens, batch_size, prefix_cache_entries, do_sample, temperature, tools, static_decode)
         if getattr(tokenizer, "chat_template", None) is None:
             raise InvalidConfig("the tokenizer has no chat template; set tokenizer.chat_template first")
         _check_full_attention(model)
