@@ -7,7 +7,8 @@ preventive, preservation, storage, maintenance, relevance), ``task/score``, ``ta
 ``tokens/response``, ``episode/turns``, ``episode/invalid_calls``, ``losses/policy``,
 ``losses/kl``, ``losses/clipfrac``, ``losses/entropy``, ``losses/grad_norm``,
 ``losses/logprob_mismatch``, ``perf/padding``, ``perf/samples_per_s``, ``perf/tokens_per_s``,
-``perf/rollout_s``, ``perf/update_s``.
+``perf/rollout_s``, ``perf/update_s``, ``perf/lockstep_passes`` (zero-loss micro-batches a sharded
+update ran to keep the ranks in step; 0 with replicas).
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
 from agemem_gym.adapters.grpo import distributed as D
+from agemem_gym.adapters.grpo import sharding as S
 from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_training_state
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.launch import check_distributed_type
+from agemem_gym.adapters.grpo.launch import resolve_sharding
 from agemem_gym.adapters.grpo.metrics import MetricLogger, StepProgress
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
 from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
@@ -71,6 +72,7 @@ class TrainState:
         progress: The bar over the current step's phases (:meth:`train` replaces the silent one).
         fork_envs: The ``local_tasks · K · M`` continuation envs of ``credit = "memory-state"``
             (:mod:`~agemem_gym.adapters.grpo.fork`); ``None`` otherwise.
+        sharded: ``model`` (and ``reference``) are sharded with FSDP2 (:mod:`~agemem_gym.adapters.grpo.sharding`).
     """
 
     config: GRPOConfig
@@ -95,6 +97,7 @@ class TrainState:
     output_dir: Path
     progress: StepProgress = dataclasses.field(default_factory=lambda: StepProgress(False))
     fork_envs: RolloutEnvs | None = None
+    sharded: bool = False
 
 
 def build_state(config: GRPOConfig) -> TrainState:
@@ -112,21 +115,20 @@ def build_state(config: GRPOConfig) -> TrainState:
     """
     resumes = check_run_folder(config)  # before anything loads or is written
     _process_settings(config)
-    _quiet_loading()
     accelerator = _accelerator()
-    rank, world = D.world()
-    output_dir = Path(config.output_dir)
+    (rank, world), output_dir = D.world(), Path(config.output_dir)
     if config.overwrite and rank == 0:
         clear_run(config)
     accelerator.wait_for_everyone()
     resume = latest_checkpoint(output_dir) if resumes else None
     _seed_everything(config.seed)
-    model, reference, tokenizer = build_models(config, resume, accelerator.device)
+    sharded = _sharding(config, accelerator) == "fsdp2"
+    model, reference, tokenizer = _placed_models(config, resume, accelerator.device, sharded)
     params = [p for p in model.parameters() if p.requires_grad]
-    D.broadcast_parameters(params)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)  # task sampling and shuffling: identical on every rank
-    start_step = load_training_state(resume, optimizer, rng) + 1 if resume is not None else 0
+    load_optimizer = S.load_optimizer_state if sharded else None  # a sharded optimizer keeps its shard
+    start_step = 0 if resume is None else load_training_state(resume, optimizer, rng, load_optimizer) + 1
     policy = _rollout_policy(config, model, tokenizer)
     local_tasks = len(D.task_share(config.tasks_per_step, rank, world))
     envs = _rollout_envs(config, tokenizer, rank, local_tasks, start_step)
@@ -156,11 +158,25 @@ def build_state(config: GRPOConfig) -> TrainState:
         autocast=make_autocast(config.precision, accelerator.device),
         output_dir=output_dir,
         fork_envs=_fork_envs(config, tokenizer, local_tasks),
+        sharded=sharded,
     )
 
 
+def _placed_models(
+    config: GRPOConfig, resume: Path | None, device: torch.device, sharded: bool
+) -> tuple[Any, Any, Any]:
+    """:func:`build_models`, with rank 0's trainable weights on every rank, then sharded if asked."""
+    model, reference, tokenizer = build_models(config, resume, device)
+    D.broadcast_parameters([p for p in model.parameters() if p.requires_grad])
+    if sharded:  # after the broadcast: every rank shards the same full weights
+        model = S.shard_model(model)
+        reference = None if reference is None else S.shard_model(reference)
+    return model, reference, tokenizer
+
+
 def _process_settings(config: GRPOConfig) -> None:
-    """The process-wide settings a run asks for: glibc's mmap threshold, torch's CPU threads."""
+    """The process-wide settings a run asks for: glibc's mmap threshold, torch's CPU threads, quiet loading."""
+    _quiet_loading()
     return_freed_memory(config.malloc_mmap_threshold)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -196,9 +212,18 @@ def _accelerator() -> Any:
         from accelerate import Accelerator
     except ImportError as exc:
         raise missing_dependency("accelerate", "train") from exc
-    accelerator = Accelerator(mixed_precision="no")
-    check_distributed_type(accelerator.distributed_type)  # FSDP / DeepSpeed would shard nothing: refuse
-    return accelerator
+    return Accelerator(mixed_precision="no")
+
+
+def _sharding(config: GRPOConfig, accelerator: Any) -> str:
+    """``"fsdp2"`` or ``"replicate"`` (:func:`~agemem_gym.adapters.grpo.launch.resolve_sharding`).
+
+    DeepSpeed and Megatron-LM are refused: their engines own the model and would shard nothing.
+    The trainer shards with FSDP2 itself rather than through ``accelerator.prepare``, so the one
+    code path runs on GPUs (NCCL) and on CPUs (gloo), where accelerate has no FSDP.
+    """
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    return resolve_sharding(config.sharding, accelerator.distributed_type, getattr(plugin, "fsdp_version", None))
 
 
 def _quiet_loading() -> None:
