@@ -29,6 +29,7 @@ _FIELDS = (
     "record_dir",
     "record_every",
     "env_backend",
+    "sharding",
 )
 
 
@@ -60,6 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("sync", "async", "ray"),
         **_FIELD,
         help="rollout envs: in-process, subprocesses, Ray actors",
+    )
+    parser.add_argument(
+        "--sharding",
+        choices=("auto", "replicate", "fsdp2"),
+        **_FIELD,
+        help="parameters over processes: replicas, FSDP2 shards (also on CPU under torchrun), auto: the launch's",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS  # torch-free too

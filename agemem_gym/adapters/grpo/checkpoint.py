@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ def save_checkpoint(
     rng: np.random.Generator,
     config: dict[str, Any],
     counters: dict[str, float] | None = None,
+    model_state: dict[str, Any] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``folder/checkpoint-<step>`` crash-safely (see the module docstring) and return its path.
 
@@ -66,6 +69,10 @@ def save_checkpoint(
         rng: The run's task-sampling RNG.
         config: The run's settings (recorded for ``--resume``).
         counters: Running totals a resumed run continues from (``generated_tokens_total``).
+        model_state: The full state dict to save instead of ``model``'s own (a sharded model's,
+            gathered: :func:`~agemem_gym.adapters.grpo.sharding.full_model_state`).
+        optimizer_state: Likewise for the optimizer
+            (:func:`~agemem_gym.adapters.grpo.sharding.full_optimizer_state`).
 
     Returns:
         The checkpoint folder.
@@ -78,9 +85,9 @@ def save_checkpoint(
     final = folder / f"checkpoint-{step:06d}"
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{final.name}."))
     try:
-        model.save_pretrained(staging / "model")
+        model.save_pretrained(staging / "model", state_dict=model_state)
         tokenizer.save_pretrained(staging / "model")
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, staging / "optimizer.pt")
         torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
         state = {"format": FORMAT, "step": step, "numpy_rng": rng.bit_generator.state, "config": config}
         state["counters"] = dict(counters or {})
@@ -172,16 +179,27 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return None
 
 
-def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> int:
+def load_training_state(
+    path: str | Path,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    load_optimizer: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> int:
     """Restore the optimizer and RNGs from a checkpoint; return the step it was taken at.
 
     Every rank loads the same files, whatever number of processes wrote them.
+    ``load_optimizer(optimizer, state_dict)`` replaces ``optimizer.load_state_dict`` (a sharded
+    optimizer keeps its shard: :func:`~agemem_gym.adapters.grpo.sharding.load_optimizer_state`).
     """
     import torch
 
     path = Path(path)
     state = json.loads((path / "trainer_state.json").read_text())
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
+    if load_optimizer is None:
+        optimizer.load_state_dict(optimizer_state)
+    else:
+        load_optimizer(optimizer, optimizer_state)
     torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"])

@@ -169,6 +169,14 @@ class GRPOConfig:
     this threshold up to 32 MB as large blocks are freed, and then keeps the freed blocks: a
     SmolLM2-135M forward + backward over a 1,500-token row peaked at 2.8 GB of RSS that way
     and at 1.4 GB with a fixed 128 KiB threshold. It is set for the whole process."""
+    sharding: str = "auto"
+    """Parameter layout over processes: ``"replicate"`` (a full copy per process, gradients summed
+    once per optimizer step), ``"fsdp2"`` (parameters, gradients and optimizer state sharded with
+    ``torch.distributed.fsdp.fully_shard``, one unit per decoder layer; rollouts and scoring run on
+    weights gathered once per phase, and update micro-batches are padded to the same count on
+    every rank) or ``"auto"`` (FSDP2 under an accelerate FSDP launch, replicas otherwise). On CPU,
+    where accelerate has no FSDP, ``"fsdp2"`` under ``torchrun`` shards over gloo. Checkpoints are
+    the same either way, so a run may resume with the other layout."""
 
     def __post_init__(self) -> None:
         # TOML has no null and the CLI passes text: "none" selects the unclipped objective
@@ -201,6 +209,8 @@ class GRPOConfig:
             raise InvalidConfig(f"clip must be in (0, 1) or None, got {self.clip}")
         if self.clip_high is not None and not self.clip_high > 0:
             raise InvalidConfig(f"clip_high must be > 0 or None, got {self.clip_high}")
+        if self.sharding not in ("auto", "replicate", "fsdp2"):
+            raise InvalidConfig(f"sharding must be auto, replicate or fsdp2, got {self.sharding!r}")
         if self.kl_beta < 0 or self.learning_rate < 0:
             raise InvalidConfig("kl_beta must be >= 0 and learning_rate >= 0")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -20,6 +20,7 @@ __all__ = [
     "all_gather_objects",
     "sync_gradients",
     "broadcast_parameters",
+    "collective_device",
 ]
 
 
@@ -42,7 +43,7 @@ def task_share(n: int, rank: int, world: int) -> range:
     return range(start, start + size + (rank < extra))
 
 
-def _device() -> torch.device:
+def collective_device() -> torch.device:
     """Where a collective's tensors must live: NCCL reduces GPU tensors only, gloo CPU ones."""
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -58,7 +59,7 @@ def all_sum_many(values: list[float]) -> list[float]:
     """The sums of ``values`` over ranks, element-wise, in one collective."""
     if world()[1] == 1:
         return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_device())
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return [float(v) for v in t.cpu().tolist()]
 

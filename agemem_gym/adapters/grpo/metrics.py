@@ -7,8 +7,10 @@ preventive, preservation, storage, maintenance, relevance), ``task/score``, ``ta
 ``tokens/response``, ``episode/turns``, ``episode/invalid_calls``, ``losses/policy``,
 ``losses/kl``, ``losses/clipfrac``, ``losses/entropy``, ``losses/grad_norm``,
 ``losses/logprob_mismatch``, ``perf/padding``, ``perf/samples_per_s``, ``perf/tokens_per_s``,
-``perf/rollout_s``, ``perf/update_s``, ``perf/generated_tokens`` (this step's, every rank's) and
-``perf/generated_tokens_total`` (the run's so far, what ``generated_token_budget`` is spent from).
+``perf/rollout_s``, ``perf/update_s``, ``perf/generated_tokens`` (this step's, every rank's),
+``perf/generated_tokens_total`` (the run's so far, what ``generated_token_budget`` is spent from)
+and ``perf/lockstep_passes`` (zero-loss micro-batches a sharded update ran to keep the ranks in
+step; 0 with replicas).
 """
 
 from __future__ import annotations

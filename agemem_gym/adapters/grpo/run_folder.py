@@ -45,6 +45,8 @@ UNCOMPARED = frozenset(
         "logprob_chunk_tokens",
         "gradient_checkpointing",
         "malloc_mmap_threshold",
+        # the parameter layout: same weights, same checkpoint files (tests/adapters/test_grpo_fsdp.py)
+        "sharding",
     }
 )
 """Fields a resumed run may change: where and how often it writes, not what it computes."""

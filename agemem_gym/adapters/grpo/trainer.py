@@ -14,7 +14,9 @@
     check the replicas agree, plot the training curve
 
 Runs on CPU (float32) and GPU (bf16 autocast; ``precision`` chooses), alone or under ``accelerate launch`` (each
-process collects its share of the groups; gradients are summed once per optimizer step).
+process collects its share of the groups; gradients are summed once per optimizer step), with the weights
+replicated or sharded with FSDP2 (``sharding``: rollouts and scoring on weights gathered once per phase, update
+micro-batches padded to one count over ranks; :mod:`~agemem_gym.adapters.grpo.sharding`).
 The losses are in :mod:`~agemem_gym.adapters.grpo.losses`, the update loop in
 :mod:`~agemem_gym.adapters.grpo.update`, the run's state in :mod:`~agemem_gym.adapters.grpo.state`.
 """
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from agemem_gym.adapters.grpo import distributed as D
+from agemem_gym.adapters.grpo import sharding as S
 from agemem_gym.adapters.grpo.batching import Sample
 from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
@@ -83,6 +86,8 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
     state = build_state(config)
     if state.checkpoint is not None and state.rank == 0:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
+    if state.sharded and state.rank == 0:
+        print(f"parameters sharded with FSDP2 over {state.world} processes", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
     state.progress = StepProgress(progress and state.rank == 0)
@@ -174,10 +179,11 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + (step * config.tasks_per_step + share.start) * k  # task i: seed + i·K + j
     on_turns = state.progress.phase("rollout", None, "turn")
-    if state.fork_envs is not None:
-        m, fork_stage = config.fork_continuations, config.fork_stage
-        return collect_forked(state.envs, state.fork_envs, state.policy, tasks, k, m, seed, fork_stage, on_turns)
-    return collect_groups(state.envs, state.policy, tasks, k, seed=seed, on_turns=on_turns)
+    with S.gathered_weights(state.model):  # sharded: ranks generate for as many turns as they play
+        if state.fork_envs is not None:
+            m, fork_stage = config.fork_continuations, config.fork_stage
+            return collect_forked(state.envs, state.fork_envs, state.policy, tasks, k, m, seed, fork_stage, on_turns)
+        return collect_groups(state.envs, state.policy, tasks, k, seed=seed, on_turns=on_turns)
 
 
 def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> dict[str, float]:
@@ -267,15 +273,18 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
     progress = phases.phase("score π_old", n_micro)
-    old = _in_parts(parts, order, lambda part: score_logprobs(state.model, part, config, pad_id, autocast, progress))
-    refs: Sequence[torch.Tensor | None] = [None] * len(samples)
-    if samples and config.kl_beta > 0:
-        progress = phases.phase("score π_ref", n_micro)
-        refs = _in_parts(
-            parts,
-            order,
-            lambda part: reference_logprobs(state.model, state.reference, part, config, pad_id, autocast, progress),
+    with S.gathered_weights(state.model, state.reference):  # sharded: ranks score unequal row counts
+        old = _in_parts(
+            parts, order, lambda part: score_logprobs(state.model, part, config, pad_id, autocast, progress)
         )
+        refs: Sequence[torch.Tensor | None] = [None] * len(samples)
+        if samples and config.kl_beta > 0:
+            progress = phases.phase("score π_ref", n_micro)
+            refs = _in_parts(
+                parts,
+                order,
+                lambda part: reference_logprobs(state.model, state.reference, part, config, pad_id, autocast, progress),
+            )
     for s, o, r in zip(samples, old, refs):
         s.old_logprobs, s.ref_logprobs = o, r
     return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
@@ -361,8 +370,10 @@ def _stop_for_budget(state: TrainState, step: int) -> bool:
 
 
 def _save(state: TrainState, step: int) -> Path | None:
-    """Checkpoint the state after ``step`` (rank 0 writes; every rank waits)."""
-    path = None
+    """Checkpoint the state after ``step`` (rank 0 writes; every rank waits; sharded: every rank gathers)."""
+    path, model_state, optimizer_state = None, None, None
+    if state.sharded:  # the files of a replicated run: either layout resumes from them
+        model_state, optimizer_state = S.full_model_state(state.model), S.full_optimizer_state(state.optimizer)
     if state.rank == 0:
         counters = {"generated_tokens_total": state.generated_tokens_total}
         path = save_checkpoint(
@@ -373,7 +384,9 @@ def _save(state: TrainState, step: int) -> Path | None:
             state.optimizer,
             state.rng,
             state.config.to_dict(),
-            counters,
+            counters=counters,
+            model_state=model_state,
+            optimizer_state=optimizer_state,
         )
     state.accelerator.wait_for_everyone()
     return path
@@ -389,8 +402,9 @@ def _interrupted(state: TrainState, done: int, checkpoint: Path | None) -> Train
 
 
 def _finish(state: TrainState, checkpoint: Path | None) -> TrainResult:
-    """Check the replicas agree, plot the curve, close the log."""
-    _check_replicas(state.params)
+    """Check the replicas agree (sharded: there are none), plot the curve, close the log."""
+    if not state.sharded:
+        _check_replicas(state.params)
     rows = state.logger.read() if state.logger is not None else []
     plot = plot_training_curve(rows, state.output_dir / "training_curve.png") if rows else None
     if state.logger is not None:

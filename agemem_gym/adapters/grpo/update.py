@@ -5,6 +5,8 @@
     update: μ epochs × minibatches; each minibatch micro-batch by micro-batch:
         packed rows → clipped surrogate + β·KL per token → its share of the minibatch mean
         → backward; then sum gradients over ranks, clip, one optimizer step
+        (sharded, FSDP2: every rank runs the same number of micro-batches, padded with
+        zero-loss passes, and FSDP sums the gradients: :mod:`~agemem_gym.adapters.grpo.sharding`)
 
 The math is in :mod:`agemem_gym.adapters.grpo.losses`; this module only lays the samples
 out for it (the packed ``(1, P)`` layout of :func:`~agemem_gym.adapters.grpo.batching.row_logprobs`).
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from agemem_gym.adapters.grpo import distributed as D
+from agemem_gym.adapters.grpo import sharding as S
 from agemem_gym.adapters.grpo.batching import Row, Sample, pack_samples, padding_fraction, row_logprobs
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.losses import (
@@ -76,10 +79,18 @@ def make_autocast(precision: str, device: torch.device) -> Autocast:
     raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
 
 
-UPDATE_KEYS = ("losses/policy", "losses/kl", "losses/clipfrac", "losses/entropy", "losses/grad_norm", "perf/padding")
+UPDATE_KEYS = (
+    "losses/policy",
+    "losses/kl",
+    "losses/clipfrac",
+    "losses/entropy",
+    "losses/grad_norm",
+    "perf/padding",
+    "perf/lockstep_passes",
+)
 """The metrics :func:`update_policy` returns."""
 
-_SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding")
+_SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding", "lockstep")
 
 
 # ============================================================================ scoring
@@ -167,6 +178,7 @@ class _Minibatch:
     samples: list[Sample]
     tokens: float
     sequences: float
+    sharded: bool = False
 
 
 def update_policy(
@@ -189,18 +201,19 @@ def update_policy(
         pad_id: Padding token id.
         rng: Shuffles the samples into minibatches (when there are several).
         autocast: Wrapped around forward passes.
-        progress: Called with 1 after each micro-batch's backward.
+        progress: Called with 1 after each micro-batch's backward (padding passes too).
 
     Returns:
         The :data:`UPDATE_KEYS` metrics (means over optimizer steps or over tokens).
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    sharded = S.is_sharded(model)
     sums = dict.fromkeys(_SUMS, 0.0)
     n_updates = 0
     model.train()
     for _ in range(config.update_epochs):
         for part in minibatch_split(len(samples), config.minibatches, rng):
-            mb = _minibatch([samples[int(i)] for i in part])
+            mb = _minibatch([samples[int(i)] for i in part], sharded)
             stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast, progress)
             for k, v in stats.items():
                 sums[k] += v
@@ -213,10 +226,12 @@ def _update_means(sums: dict[str, float], n_updates: int) -> dict[str, float]:
 
     Each rank's loss is already its share of the global minibatch mean, so the ranks' losses add
     up to it; the gradient norm is taken after the gradient sum, so every rank has the same one;
-    padding is a per-rank fraction, averaged over ranks.
+    padding is a per-rank fraction, averaged over ranks; lockstep passes (a sharded update's
+    zero-loss micro-batches) are counted over ranks and optimizer steps.
     """
     world = D.world()[1]
-    keys = ("loss", "kl", "clipped", "entropy", "tokens", "padding")
+    sums = {"lockstep": 0.0, **sums}
+    keys = ("loss", "kl", "clipped", "entropy", "tokens", "padding", "lockstep")
     sums = {**sums, **dict(zip(keys, D.all_sum_many([sums[k] for k in keys])))}
     sums["padding"] /= world
     steps, tokens = max(1, n_updates), max(1.0, sums["tokens"])
@@ -227,6 +242,7 @@ def _update_means(sums: dict[str, float], n_updates: int) -> dict[str, float]:
         "losses/entropy": sums["entropy"] / tokens,
         "losses/grad_norm": sums["grad_norm"] / steps,
         "perf/padding": sums["padding"] / steps,
+        "perf/lockstep_passes": sums["lockstep"],
     }
 
 
@@ -245,11 +261,10 @@ def minibatch_split(n: int, minibatches: int, rng: np.random.Generator) -> list[
     return np.array_split(order, minibatches)
 
 
-def _minibatch(samples: list[Sample]) -> _Minibatch:
+def _minibatch(samples: list[Sample], sharded: bool = False) -> _Minibatch:
     """Every rank divides by the global token and sample counts of the minibatch."""
-    tokens = max(1.0, D.all_sum(sum(len(s.response_ids) for s in samples)))
-    sequences = max(1.0, D.all_sum(len(samples)))
-    return _Minibatch(samples, tokens, sequences)
+    tokens, sequences = D.all_sum_many([sum(len(s.response_ids) for s in samples), len(samples)])
+    return _Minibatch(samples, max(1.0, tokens), max(1.0, sequences), sharded)
 
 
 def _optimizer_step(
@@ -265,28 +280,56 @@ def _optimizer_step(
     """Backward over this rank's share of ``mb``, sum gradients over ranks, clip, step; its sums."""
     optimizer.zero_grad(set_to_none=True)
     stats = dict.fromkeys(_SUMS, 0.0)
-    if mb.samples:  # a rank may have no sample in this minibatch; it still joins the gradient sum
-        rows = _pack(mb.samples, config)
+    rows = _pack(mb.samples, config) if mb.samples else []  # a rank may have none; it still joins the sum
+    if rows:
         stats["padding"] = padding_fraction(rows, config.rows_per_micro_batch)
-        for start in range(0, len(rows), config.rows_per_micro_batch):
-            micro = _micro_batch(model, rows[start : start + config.rows_per_micro_batch], mb, config, pad_id, autocast)
-            for k, v in micro.items():
-                stats[k] += v
-            if progress is not None:
-                progress(1)
-    D.sync_gradients(params)
+    starts = range(0, len(rows), config.rows_per_micro_batch)
+    # sharded: FSDP2 gathers weights in each forward and sums gradients in each backward, so
+    # every rank runs the same number of passes, agreed on before the first one
+    passes = S.common_count(len(starts)) if mb.sharded else len(starts)
+    for start in starts:
+        micro = _micro_batch(model, rows[start : start + config.rows_per_micro_batch], mb, config, pad_id, autocast)
+        for k, v in micro.items():
+            stats[k] += v
+        if progress is not None:
+            progress(1)
+    if mb.sharded:
+        stats["lockstep"] = float(passes - len(starts))
+        _pad_micro_batches(model, passes - len(starts), pad_id, autocast, progress)
+        _zero_missing_grads(params)
+    else:
+        D.sync_gradients(params)
     if config.max_grad_norm:
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
     optimizer.step()
     return stats
 
 
+def _pad_micro_batches(model: Any, n: int, pad_id: int, autocast: Autocast, progress: Progress | None) -> None:
+    """``n`` zero-loss forward/backward passes: a sharded rank's share of the collectives, adding 0."""
+    device = next(model.parameters()).device
+    for _ in range(n):
+        with autocast():
+            S.zero_forward_backward(model, pad_id, device)
+        if progress is not None:
+            progress(1)
+
+
+def _zero_missing_grads(params: list[torch.nn.Parameter]) -> None:
+    """Zero gradients where no backward ran (as :func:`~.distributed.sync_gradients` leaves them): AdamW steps alike."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
 def _micro_batch(
     model: Any, rows: Sequence[Row], mb: _Minibatch, config: GRPOConfig, pad_id: int, autocast: Autocast
 ) -> dict[str, float]:
     """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
-    with autocast():
-        lp, entropy = row_logprobs(
+    with autocast():  # sharded: the root unit gathers its weights and reduces their gradients
+        lp, entropy = S.as_forward(
+            model,
+            row_logprobs,
             model,
             rows,
             mb.samples,
