@@ -47,8 +47,23 @@ def bucket_length(width: int, steps: int, bucket: int = BUCKET) -> int:
 
 
 def supports_static(model: Any) -> bool:
-    """Whether the model's attention takes a 4-d mask as is (``sdpa`` or ``eager``; not flash attention)."""
-    return getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+    """Whether static decoding applies to ``model``.
+
+    It needs attention that takes a 4-d mask as is (``sdpa`` or ``eager``, not flash
+    attention) and weights that stay where they are (not FSDP-sharded: the full weights a
+    sharded forward gathers are new tensors each time, so a graph would read freed memory).
+    """
+    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        return False
+    return not _fsdp_sharded(model)
+
+
+def _fsdp_sharded(model: Any) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return any(isinstance(m, FSDPModule) for m in model.modules())
 
 
 class _StaticLayer(DynamicLayer):

@@ -98,6 +98,30 @@ def test_bucket_length_and_bad_arguments(tiny):
     assert HFPolicy(model, tok)._static_decoder() is None  # auto: only on a GPU
 
 
+def test_flash_attention_and_fsdp_sharded_models_decode_with_the_growing_cache():
+    import socket
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from agemem_gym.policies.llm.static_decode import supports_static
+
+    model, _ = load_model("tiny")
+    assert supports_static(model)
+    model.config._attn_implementation = "flash_attention_2"  # takes no 4-d mask
+    assert not supports_static(model)
+    model.config._attn_implementation = "sdpa"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        fully_shard(model.model.layers[0])  # gathered weights are new tensors per forward: no graphs
+        assert not supports_static(model)
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_cuda_graph_turns_equal_eager_turns_on_the_gpu():
     model, tok = load_model("tiny")
