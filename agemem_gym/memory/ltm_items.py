@@ -54,7 +54,7 @@ class _MetadataOnRead:
         if item is None:  # class access: there is no class-level default, as before
             raise AttributeError("metadata")
         fields = item.__dict__
-        return fields.setdefault("metadata", fields[_STORED].copy())  # type: ignore[no-any-return]
+        return fields.setdefault("metadata", fields[_STORED].copy())
 
 
 # Installed after the dataclass machinery ran, so fields, __init__, __eq__ and __repr__ are
