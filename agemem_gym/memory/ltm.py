@@ -35,7 +35,6 @@ Files are NumPy ``.npz`` archives read with ``allow_pickle=False``: loading neve
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 from agemem_gym.error import InvalidConfig, MemoryFull
 from agemem_gym.memory import ltm_checks, ltm_file
 from agemem_gym.memory.embedders import Embedder, make_embedder
+from agemem_gym.memory.ltm_items import MemoryItem, _Entry, _hits, _item
 from agemem_gym.memory.ltm_meta import MetadataIndex, check_metadata
 from agemem_gym.memory.ltm_search import best_k, filter_on_graph, order_hits, score_rows, unit_query, unit_rows
 from agemem_gym.memory.rwlock import RWLock
@@ -57,57 +57,6 @@ AUTO_HNSW_THRESHOLD = 5000
 
 _MIN_REBUILD_ROWS = 64
 Backend = Literal["auto", "hnsw", "exact"]
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryItem:
-    """One memory as returned by ``get``, ``search`` and iteration.
-
-    Attributes:
-        id: The stable memory id.
-        content: The stored text.
-        metadata: A copy of the entry's metadata.
-        score: Cosine similarity to the query (``search``); 0.0 otherwise.
-    """
-
-    id: str
-    content: str
-    metadata: dict[str, Any]
-    score: float = 0.0
-
-
-@dataclasses.dataclass(slots=True)
-class _Entry:
-    id: str
-    content: str
-    metadata: dict[str, Any]
-    label: int
-
-
-def _item(entry: _Entry, score: float) -> MemoryItem:
-    return MemoryItem(entry.id, entry.content, dict(entry.metadata), score)
-
-
-_new_object = object.__new__
-
-
-def _hits(by_label: dict[int, _Entry], labels: list[int], scores: list[float]) -> list[MemoryItem]:
-    """The search results as items, equal to ``_item(by_label[label], score)`` for each hit.
-
-    Fills each frozen item's ``__dict__`` directly: the generated ``__init__`` (one
-    ``object.__setattr__`` call per field) costs more than the rest of a search's Python work.
-    """
-    items = []
-    for label, score in zip(labels, scores):
-        entry = by_label[label]
-        item = _new_object(MemoryItem)
-        fields = item.__dict__
-        fields["id"] = entry.id
-        fields["content"] = entry.content
-        fields["metadata"] = entry.metadata.copy()
-        fields["score"] = score
-        items.append(item)
-    return items
 
 
 class LongTermMemory:
@@ -391,7 +340,8 @@ class LongTermMemory:
                     self._index.add_items(vec, np.array([entry.label]), num_threads=1)
             if meta:
                 self._meta.remove(entry.label, {k: entry.metadata[k] for k in meta if k in entry.metadata})
-                entry.metadata.update(meta)
+                # a merged copy, never an in-place update: search results share the old dict
+                entry.metadata = {**entry.metadata, **meta}
                 self._meta.add(entry.label, meta)
             return True
 
@@ -469,20 +419,28 @@ class LongTermMemory:
         top_k = int(top_k)
         if top_k < 1:
             return []
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.dim:
-            raise InvalidConfig(f"query vector has dim {query.shape[0]}, expected {self.dim}")
-        with self._lock.read():
+        query = np.asarray(vector, dtype=np.float32)
+        if query.shape != (self.dim,):  # a 1-d query (the usual case) needs no reshaped view
+            query = query.reshape(-1)
+            if query.shape[0] != self.dim:
+                raise InvalidConfig(f"query vector has dim {query.shape[0]}, expected {self.dim}")
+        lock = self._lock  # the explicit pair costs less than a with block on this hot path
+        lock.acquire_read()
+        try:
             labels, scores = self._search_labels(query, top_k, metadata_filter)
             return _hits(self._by_label, labels, scores)
+        finally:
+            lock.release_read()
 
     def _search_labels(
         self, query: np.ndarray, top_k: int, metadata_filter: dict[str, Any] | None
     ) -> tuple[list[int], list[float]]:
         """Labels and scores of the best hits for a raw (not yet normalised) ``(dim,)`` query."""
-        if not np.dot(query, query):
-            query = unit_query(query)  # the zero vector stands for the first basis vector
+        # The zero vector stands for the first basis vector (``unit_query``); ``_exact``
+        # normalises on its own, and the unfiltered graph path checks after the walk.
         if metadata_filter:
+            if not np.dot(query, query):
+                query = unit_query(query)
             return self._search_filtered(query, top_k, metadata_filter)
         n_live = len(self._entries)
         if top_k >= n_live or not self._graph_searchable(n_live):
@@ -494,7 +452,12 @@ class LongTermMemory:
         except RuntimeError:
             # hnswlib cannot fill k results when tombstones cut the graph; fall back.
             return self._exact(query, top_k, None)
-        return order_hits(labels[0], dists[0])
+        hits, scores = order_hits(labels, dists)
+        # A zero query scores exactly 0 against every row, so only a best score of 0 can
+        # mean one: testing that costs nothing, unlike a dot product before every walk.
+        if scores[0] == 0.0 and not query.any():
+            return self._search_labels(unit_query(query), top_k, None)
+        return hits, scores
 
     def _search_filtered(self, query: np.ndarray, top_k: int, wanted: dict[str, Any]) -> tuple[list[int], list[float]]:
         candidates = self._meta.lookup(wanted, lambda label: self._by_label[label].metadata)
@@ -504,7 +467,7 @@ class LongTermMemory:
         if filter_on_graph(len(candidates), n_live, top_k) and self._graph_searchable(n_live):
             try:
                 labels, dists = self._index.knn_query(query, top_k, 1, candidates.__contains__)
-                return order_hits(labels[0], dists[0])
+                return order_hits(labels, dists)
             except RuntimeError:
                 pass  # the walk found fewer than top_k matches: score every candidate instead
         return self._exact(query, top_k, self._meta.as_array(candidates))

@@ -16,6 +16,7 @@ Filtered search picks between two plans (:func:`filter_on_graph`):
 from __future__ import annotations
 
 import math
+from array import array
 
 import numba as nb
 import numpy as np
@@ -139,11 +140,22 @@ def best_k(scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[list[int], l
 def order_hits(labels: np.ndarray, distances: np.ndarray) -> tuple[list[int], list[float]]:
     """One row of hnswlib's ``(labels, cosine distances)`` as lists, best first, ties to the lower label.
 
-    hnswlib returns the row sorted by distance, but orders equal distances arbitrarily;
-    only a row with a tie needs sorting.
+    Takes one row (1-d) or ``knn_query``'s ``(1, k)`` output as it is. hnswlib returns the
+    row sorted by distance, but orders equal distances arbitrarily; only a row with a tie
+    needs sorting.
+
+    The scores are ``1 - distance`` rounded to float32, as numpy's float32 ``1.0 - distances``
+    gives them, but computed without a numpy call (right after the graph walk numpy's
+    machinery is cache-cold and costs microseconds): for a float32 ``d`` in ``[0, 2]``,
+    ``1.0 - d`` is exact in float64 (or, for ``d`` below ``2**-31``, within the float32
+    rounding of 1.0), so the one rounding to float32 in ``array("f", ...)`` is numpy's
+    correctly rounded result.
     """
-    scores = (1.0 - distances).tolist()
     hits = labels.tolist()
+    dists = distances.tolist()
+    if labels.ndim == 2:
+        hits, dists = hits[0], dists[0]
+    scores = array("f", [1.0 - d for d in dists]).tolist()
     if len(set(scores)) < len(scores):
         pairs = sorted(zip(scores, hits), key=lambda p: (-p[0], p[1]))
         hits, scores = [p[1] for p in pairs], [p[0] for p in pairs]
