@@ -174,9 +174,13 @@ class GRPOConfig:
     once per optimizer step), ``"fsdp2"`` (parameters, gradients and optimizer state sharded with
     ``torch.distributed.fsdp.fully_shard``, one unit per decoder layer; rollouts and scoring run on
     weights gathered once per phase, and update micro-batches are padded to the same count on
-    every rank) or ``"auto"`` (FSDP2 under an accelerate FSDP launch, replicas otherwise). On CPU,
-    where accelerate has no FSDP, ``"fsdp2"`` under ``torchrun`` shards over gloo. Checkpoints are
-    the same either way, so a run may resume with the other layout."""
+    every rank), ``"zero2"`` / ``"zero3"`` (DeepSpeed ZeRO stage 2: gradients and optimizer state
+    partitioned; stage 3: weights too; DeepSpeed's engine runs backward and the step, with the
+    same lockstep micro-batches; needs ``pip install "agemem-gym[deepspeed]"``) or ``"auto"``
+    (FSDP2 under an accelerate FSDP launch, ZeRO under an accelerate DeepSpeed launch of stage 2
+    or 3, replicas otherwise). On CPU, where accelerate has no FSDP, ``"fsdp2"`` under
+    ``torchrun`` shards over gloo (accelerate's DeepSpeed launch does run on CPU). Checkpoints are
+    the same in every layout, so a run may resume with another."""
 
     def __post_init__(self) -> None:
         # TOML has no null and the CLI passes text: "none" selects the unclipped objective
@@ -209,8 +213,8 @@ class GRPOConfig:
             raise InvalidConfig(f"clip must be in (0, 1) or None, got {self.clip}")
         if self.clip_high is not None and not self.clip_high > 0:
             raise InvalidConfig(f"clip_high must be > 0 or None, got {self.clip_high}")
-        if self.sharding not in ("auto", "replicate", "fsdp2"):
-            raise InvalidConfig(f"sharding must be auto, replicate or fsdp2, got {self.sharding!r}")
+        if self.sharding not in ("auto", "replicate", "fsdp2", "zero2", "zero3"):
+            raise InvalidConfig(f"sharding must be auto, replicate, fsdp2, zero2 or zero3, got {self.sharding!r}")
         if self.kl_beta < 0 or self.learning_rate < 0:
             raise InvalidConfig("kl_beta must be >= 0 and learning_rate >= 0")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -8,8 +8,10 @@ The configs ship inside the package (``accelerate_configs/*.yaml``), so after ``
 ``ddp`` runs one replica per process (gradients summed once per optimizer step); ``fsdp``
 shards the parameters with FSDP2 (:mod:`~agemem_gym.adapters.grpo.sharding`: rollouts and
 scoring on gathered weights, update micro-batches padded to the same count on every rank).
-``zero2`` and ``zero3`` are validated against accelerate's launcher but refused by the trainer
-(:func:`check_distributed_type`): DeepSpeed's engine owns backward and the optimizer step.
+``zero2`` runs DeepSpeed ZeRO stage 2 (:mod:`~agemem_gym.adapters.grpo.zero`: the engine owns
+backward and the step; the same lockstep micro-batches as FSDP2). ``zero3`` is validated against
+accelerate's launcher but refused (:data:`ZERO3_REFUSED`), and so is Megatron-LM
+(:func:`check_distributed_type`).
 This module imports neither torch nor accelerate. See ``docs/scale-out-training.md``.
 """
 
@@ -24,6 +26,7 @@ __all__ = [
     "ACCELERATE_CONFIGS",
     "REFUSED_DISTRIBUTED_TYPES",
     "SHARDINGS",
+    "ZERO3_REFUSED",
     "accelerate_config_path",
     "check_distributed_type",
     "resolve_sharding",
@@ -32,10 +35,10 @@ __all__ = [
 ACCELERATE_CONFIGS = ("ddp", "fsdp", "zero2", "zero3")
 """The names of the bundled ``accelerate`` config files."""
 
-REFUSED_DISTRIBUTED_TYPES = frozenset({"DEEPSPEED", "MEGATRON_LM"})
-"""``accelerate``'s ``DistributedType`` names the trainer refuses: engines that own backward and the step."""
+REFUSED_DISTRIBUTED_TYPES = frozenset({"MEGATRON_LM"})
+"""``accelerate``'s ``DistributedType`` names the trainer refuses (``DEEPSPEED`` runs: ZeRO stages 2 and 3)."""
 
-SHARDINGS = ("auto", "replicate", "fsdp2")
+SHARDINGS = ("auto", "replicate", "fsdp2", "zero2", "zero3")
 """The values of :attr:`~agemem_gym.adapters.grpo.config.GRPOConfig.sharding`."""
 
 
@@ -74,51 +77,94 @@ def check_distributed_type(distributed_type: object) -> None:
         distributed_type: ``accelerator.distributed_type`` (a ``DistributedType`` or its name).
 
     Raises:
-        InvalidConfig: DeepSpeed or Megatron-LM: the trainer would otherwise run as plain
-            replicas and silently shard nothing. ``FSDP`` passes (:func:`resolve_sharding`).
+        InvalidConfig: Megatron-LM: the trainer would otherwise run as plain replicas and
+            silently shard nothing. ``FSDP`` and ``DEEPSPEED`` pass (:func:`resolve_sharding`).
     """
     name = _type_name(distributed_type)
     if name not in REFUSED_DISTRIBUTED_TYPES:
         return
     raise InvalidConfig(
-        f"the GRPO trainer does not run under accelerate's {name} yet: its engine owns backward and the "
-        "optimizer step, while the trainer pads each rank's micro-batches to a common count itself; launch "
-        f"with --config_file {accelerate_config_path('fsdp')} (FSDP2: sharded parameters) or "
-        f"{accelerate_config_path('ddp')} (data parallel) instead"
+        f"the GRPO trainer does not run under accelerate's {name}: launch with --config_file "
+        f"{accelerate_config_path('fsdp')} (FSDP2), {accelerate_config_path('zero2')} (DeepSpeed ZeRO-2) or "
+        f"{accelerate_config_path('ddp')} "
+        "(data parallel) instead"
     )
 
 
-def resolve_sharding(requested: str, distributed_type: object, fsdp_version: int | None = None) -> str:
-    """The parameter layout a run uses: ``"replicate"`` or ``"fsdp2"``.
+def resolve_sharding(
+    requested: str, distributed_type: object, fsdp_version: int | None = None, zero_stage: int | None = None
+) -> str:
+    """The parameter layout a run uses: ``"replicate"``, ``"fsdp2"`` or ``"zero2"``.
 
     Args:
         requested: :attr:`GRPOConfig.sharding <agemem_gym.adapters.grpo.config.GRPOConfig.sharding>`:
-            ``"auto"`` follows the launch (FSDP2 under accelerate's ``FSDP``, replicas otherwise),
-            ``"replicate"`` or ``"fsdp2"`` force one (``"fsdp2"`` is how CPU runs shard: accelerate
-            1.15 turns an FSDP config into plain ``MULTI_CPU`` on CPU).
+            ``"auto"`` follows the launch (FSDP2 under accelerate's ``FSDP``, ZeRO-2 under its
+            ``DEEPSPEED`` with ``zero_stage`` 2, replicas otherwise); the others force one
+            (``"fsdp2"`` is how CPU runs shard: accelerate 1.15 turns an FSDP config into plain
+            ``MULTI_CPU`` on CPU; ``"zero2"`` also runs under ``torchrun``; ``"zero3"`` is refused).
         distributed_type: ``accelerator.distributed_type`` (a ``DistributedType`` or its name).
         fsdp_version: ``accelerator.state.fsdp_plugin.fsdp_version`` under ``FSDP``.
+        zero_stage: ``accelerator.state.deepspeed_plugin.zero_stage`` under ``DEEPSPEED``.
 
     Returns:
-        ``"fsdp2"`` or ``"replicate"``.
+        One of ``"replicate"``, ``"fsdp2"``, ``"zero2"``.
 
     Raises:
-        InvalidConfig: A refused engine (:func:`check_distributed_type`), FSDP1, or
-            ``"replicate"`` asked for under an FSDP launch.
+        InvalidConfig: A refused engine (:func:`check_distributed_type`), FSDP1, ZeRO stage 0, 1
+            or 3 (:data:`ZERO3_REFUSED`), or a ``requested`` layout that contradicts the launch.
 
     >>> resolve_sharding("auto", "FSDP", 2), resolve_sharding("auto", "MULTI_CPU")
     ('fsdp2', 'replicate')
+    >>> resolve_sharding("auto", "DEEPSPEED", None, 2)
+    'zero2'
     """
     if requested not in SHARDINGS:
         raise InvalidConfig(f"sharding must be one of {', '.join(SHARDINGS)}, got {requested!r}")
     check_distributed_type(distributed_type)
-    if _type_name(distributed_type) != "FSDP":
+    name = _type_name(distributed_type)
+    if name == "DEEPSPEED":
+        return _deepspeed_layout(requested, zero_stage)
+    if name != "FSDP":
+        if requested == "zero3":
+            raise _refuse_zero3()
         return "replicate" if requested == "auto" else requested
     if fsdp_version not in (None, 2):
         raise InvalidConfig(
             f"the GRPO trainer shards with FSDP2 only, the launch asks for FSDP{fsdp_version}: "
             f"set fsdp_version: 2 (as {accelerate_config_path('fsdp')} does)"
         )
-    if requested == "replicate":
-        raise InvalidConfig("sharding = 'replicate' contradicts the FSDP launch: use 'auto' or 'fsdp2'")
+    if requested != "auto" and requested != "fsdp2":
+        raise InvalidConfig(f"sharding = {requested!r} contradicts the FSDP launch: use 'auto' or 'fsdp2'")
     return "fsdp2"
+
+
+ZERO3_REFUSED = (
+    "DeepSpeed ZeRO-3 is not supported yet: its per-module parameter fetches issue all-gathers inside forward "
+    "passes even while deepspeed.zero.GatheredParameters holds the full weights (deepspeed 0.19.8), so processes "
+    "that score or generate different numbers of turns deadlock; for sharded parameters use FSDP2 "
+    "(--config_file {fsdp}, or --sharding fsdp2 under torchrun), or ZeRO-2 (--config_file {zero2})"
+)
+"""Why ``sharding = "zero3"`` (or accelerate's ZeRO-3 launch) is refused."""
+
+
+def _refuse_zero3() -> InvalidConfig:
+    return InvalidConfig(
+        ZERO3_REFUSED.format(fsdp=accelerate_config_path("fsdp"), zero2=accelerate_config_path("zero2"))
+    )
+
+
+def _deepspeed_layout(requested: str, zero_stage: int | None) -> str:
+    """``"zero2"`` under accelerate's DeepSpeed launch of ZeRO stage 2; stage 3 and the others are refused."""
+    if zero_stage == 3:
+        raise _refuse_zero3()
+    if zero_stage not in (2, 3):
+        raise InvalidConfig(
+            f"the GRPO trainer runs DeepSpeed ZeRO stage 2 only, the launch asks for stage {zero_stage}: "
+            f"use {accelerate_config_path('zero2')}"
+        )
+    layout = f"zero{zero_stage}"
+    if requested not in ("auto", layout):
+        raise InvalidConfig(
+            f"sharding = {requested!r} contradicts the DeepSpeed ZeRO-{zero_stage} launch: use 'auto' or {layout!r}"
+        )
+    return layout

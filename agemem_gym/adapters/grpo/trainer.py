@@ -36,6 +36,7 @@ import torch
 
 from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo import sharding as S
+from agemem_gym.adapters.grpo import zero as Z
 from agemem_gym.adapters.grpo.batching import Sample
 from agemem_gym.adapters.grpo.checkpoint import save_checkpoint
 from agemem_gym.adapters.grpo.config import GRPOConfig
@@ -87,7 +88,8 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
     if state.checkpoint is not None and state.rank == 0:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
     if state.sharded and state.rank == 0:
-        print(f"parameters sharded with FSDP2 over {state.world} processes", flush=True)
+        how = {"fsdp2": "parameters sharded with FSDP2", "zero2": "DeepSpeed ZeRO-2"}
+        print(f"{how[state.layout]} over {state.world} processes", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
     state.progress = StepProgress(progress and state.rank == 0)
@@ -308,7 +310,9 @@ def _update(state: TrainState, samples: list[Sample]) -> dict[str, float]:
         # with several minibatches the rows depend on the shuffle: no total to show
         total = micro_batches(samples, config) * config.update_epochs if config.minibatches == 1 else None
         progress = state.progress.phase("update", total)
-        return update_policy(state.model, state.optimizer, samples, config, pad_id, state.rng, state.autocast, progress)
+        return update_policy(
+            state.model, state.optimizer, samples, config, pad_id, state.rng, state.autocast, progress, state.zero
+        )
     return dict.fromkeys(UPDATE_KEYS, float("nan"))
 
 
@@ -372,7 +376,9 @@ def _stop_for_budget(state: TrainState, step: int) -> bool:
 def _save(state: TrainState, step: int) -> Path | None:
     """Checkpoint the state after ``step`` (rank 0 writes; every rank waits; sharded: every rank gathers)."""
     path, model_state, optimizer_state = None, None, None
-    if state.sharded:  # the files of a replicated run: either layout resumes from them
+    if state.zero is not None:  # the files of a replicated run: every layout resumes from them
+        model_state, optimizer_state = Z.full_model_state(state.zero), Z.full_optimizer_state(state.zero)
+    elif state.sharded:
         model_state, optimizer_state = S.full_model_state(state.model), S.full_optimizer_state(state.optimizer)
     if state.rank == 0:
         counters = {"generated_tokens_total": state.generated_tokens_total}
@@ -402,8 +408,8 @@ def _interrupted(state: TrainState, done: int, checkpoint: Path | None) -> Train
 
 
 def _finish(state: TrainState, checkpoint: Path | None) -> TrainResult:
-    """Check the replicas agree (sharded: there are none), plot the curve, close the log."""
-    if not state.sharded:
+    """Check the replicas agree (FSDP2: there are none), plot the curve, close the log."""
+    if state.layout in ("replicate", "zero2"):  # ZeRO-2 keeps whole weights on every rank too
         _check_replicas(state.params)
     rows = state.logger.read() if state.logger is not None else []
     plot = plot_training_curve(rows, state.output_dir / "training_curve.png") if rows else None

@@ -6,7 +6,9 @@
         packed rows → clipped surrogate + β·KL per token → its share of the minibatch mean
         → backward; then sum gradients over ranks, clip, one optimizer step
         (sharded, FSDP2: every rank runs the same number of micro-batches, padded with
-        zero-loss passes, and FSDP sums the gradients: :mod:`~agemem_gym.adapters.grpo.sharding`)
+        zero-loss passes, and FSDP sums the gradients: :mod:`~agemem_gym.adapters.grpo.sharding`;
+        DeepSpeed ZeRO-2/3: the same padding, and the engine owns backward, reduction, clipping
+        and the step: :mod:`~agemem_gym.adapters.grpo.zero`)
 
 The math is in :mod:`agemem_gym.adapters.grpo.losses`; this module only lays the samples
 out for it (the packed ``(1, P)`` layout of :func:`~agemem_gym.adapters.grpo.batching.row_logprobs`).
@@ -25,6 +27,7 @@ import torch
 
 from agemem_gym.adapters.grpo import distributed as D
 from agemem_gym.adapters.grpo import sharding as S
+from agemem_gym.adapters.grpo import zero as Z
 from agemem_gym.adapters.grpo.batching import Row, Sample, pack_samples, padding_fraction, row_logprobs
 from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.losses import (
@@ -179,6 +182,7 @@ class _Minibatch:
     tokens: float
     sequences: float
     sharded: bool = False
+    zero: Z.ZeroRun | None = None
 
 
 def update_policy(
@@ -190,6 +194,7 @@ def update_policy(
     rng: np.random.Generator,
     autocast: Autocast,
     progress: Progress | None = None,
+    zero: Z.ZeroRun | None = None,
 ) -> dict[str, float]:
     """``config.update_epochs`` passes of ``config.minibatches`` optimizer steps over ``samples``.
 
@@ -202,18 +207,20 @@ def update_policy(
         rng: Shuffles the samples into minibatches (when there are several).
         autocast: Wrapped around forward passes.
         progress: Called with 1 after each micro-batch's backward (padding passes too).
+        zero: ``model`` under DeepSpeed (:func:`~agemem_gym.adapters.grpo.zero.initialize`): its
+            engine runs backward and the step (``optimizer`` is then unused).
 
     Returns:
         The :data:`UPDATE_KEYS` metrics (means over optimizer steps or over tokens).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    sharded = S.is_sharded(model)
+    sharded = S.is_sharded(model) or zero is not None  # both run lockstep micro-batches
     sums = dict.fromkeys(_SUMS, 0.0)
     n_updates = 0
     model.train()
     for _ in range(config.update_epochs):
         for part in minibatch_split(len(samples), config.minibatches, rng):
-            mb = _minibatch([samples[int(i)] for i in part], sharded)
+            mb = _minibatch([samples[int(i)] for i in part], sharded, zero)
             stats = _optimizer_step(model, optimizer, params, mb, config, pad_id, autocast, progress)
             for k, v in stats.items():
                 sums[k] += v
@@ -261,10 +268,10 @@ def minibatch_split(n: int, minibatches: int, rng: np.random.Generator) -> list[
     return np.array_split(order, minibatches)
 
 
-def _minibatch(samples: list[Sample], sharded: bool = False) -> _Minibatch:
+def _minibatch(samples: list[Sample], sharded: bool = False, zero: Z.ZeroRun | None = None) -> _Minibatch:
     """Every rank divides by the global token and sample counts of the minibatch."""
     tokens, sequences = D.all_sum_many([sum(len(s.response_ids) for s in samples), len(samples)])
-    return _Minibatch(samples, max(1.0, tokens), max(1.0, sequences), sharded)
+    return _Minibatch(samples, max(1.0, tokens), max(1.0, sequences), sharded, zero)
 
 
 def _optimizer_step(
@@ -278,7 +285,8 @@ def _optimizer_step(
     progress: Progress | None = None,
 ) -> dict[str, float]:
     """Backward over this rank's share of ``mb``, sum gradients over ranks, clip, step; its sums."""
-    optimizer.zero_grad(set_to_none=True)
+    if mb.zero is None:  # DeepSpeed's engine clears its gradients after each step itself
+        optimizer.zero_grad(set_to_none=True)
     stats = dict.fromkeys(_SUMS, 0.0)
     rows = _pack(mb.samples, config) if mb.samples else []  # a rank may have none; it still joins the sum
     if rows:
@@ -295,22 +303,36 @@ def _optimizer_step(
             progress(1)
     if mb.sharded:
         stats["lockstep"] = float(passes - len(starts))
-        _pad_micro_batches(model, passes - len(starts), pad_id, autocast, progress)
-        _zero_missing_grads(params)
-    else:
-        D.sync_gradients(params)
-    if config.max_grad_norm:
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-    optimizer.step()
+        _pad_micro_batches(model, passes - len(starts), pad_id, autocast, progress, mb.zero)
+    stats["grad_norm"] = _step(optimizer, params, mb, config.max_grad_norm)
     return stats
 
 
-def _pad_micro_batches(model: Any, n: int, pad_id: int, autocast: Autocast, progress: Progress | None) -> None:
+def _step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], mb: _Minibatch, max_norm: float) -> float:
+    """Reduce the gradients (unless the backward passes did), clip, step; the norm before clipping (0: no clip)."""
+    if mb.zero is not None:  # the engine reduces, clips (to the same max_grad_norm) and steps
+        norm = Z.step(mb.zero)
+        return norm if max_norm else 0.0
+    if mb.sharded:
+        _zero_missing_grads(params)
+    else:
+        D.sync_gradients(params)
+    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if max_norm else 0.0
+    optimizer.step()
+    return norm
+
+
+def _pad_micro_batches(
+    model: Any, n: int, pad_id: int, autocast: Autocast, progress: Progress | None, zero: Z.ZeroRun | None = None
+) -> None:
     """``n`` zero-loss forward/backward passes: a sharded rank's share of the collectives, adding 0."""
     device = next(model.parameters()).device
     for _ in range(n):
         with autocast():
-            S.zero_forward_backward(model, pad_id, device)
+            if zero is None:
+                S.zero_forward_backward(model, pad_id, device)
+            else:
+                Z.pad_pass(zero, pad_id, device)
         if progress is not None:
             progress(1)
 
@@ -326,9 +348,12 @@ def _micro_batch(
     model: Any, rows: Sequence[Row], mb: _Minibatch, config: GRPOConfig, pad_id: int, autocast: Autocast
 ) -> dict[str, float]:
     """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
-    with autocast():  # sharded: the root unit gathers its weights and reduces their gradients
-        lp, entropy = S.as_forward(
-            model,
+    # sharded: the root unit gathers its weights and reduces their gradients; ZeRO: the engine's forward
+    forward = (
+        functools.partial(S.as_forward, model) if mb.zero is None else functools.partial(Z.engine_forward, mb.zero)
+    )
+    with autocast():
+        lp, entropy = forward(
             row_logprobs,
             model,
             rows,
@@ -339,7 +364,10 @@ def _micro_batch(
             chunk_tokens=config.logprob_chunk_tokens,
         )
     loss, kl, clipped = _loss(lp, mb, config)
-    loss.backward()
+    if mb.zero is None:
+        loss.backward()
+    else:
+        Z.backward(mb.zero, loss)
     n = float(sum(len(v) for v in lp.values()))
     return {
         "loss": float(loss.detach()),
