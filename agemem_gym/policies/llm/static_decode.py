@@ -16,7 +16,8 @@ with static buffers instead of :mod:`~agemem_gym.policies.llm.decode`'s growing 
 * **Finished rows stay in the batch** (fed the pad token, their outputs ignored): dropping
   rows would change the shapes. At batch 8 the wasted rows cost nothing next to a launch.
 
-Graphs are kept per ``(rows, length, dtype)`` in a small LRU (:class:`StaticDecoder`) and
+Buffers and their graphs are kept in a small LRU (:class:`StaticDecoder`); a batch reuses a
+kept buffer of its number of rows that is long enough (up to twice what it needs), and all are
 re-captured when the weights are replaced (an in-place optimizer step keeps the addresses,
 so trained LoRA weights are read by the existing graphs). On the CPU, or when capture fails,
 the same static step runs eagerly: tests check it against the growing-cache decoder.
@@ -210,22 +211,33 @@ class StaticDecoder:
         self.built = 0  # buffer sets built so far (each captures one graph on a GPU)
 
     def batch(self, model: Any, kvs: Sequence[KV], lengths: Sequence[int], settings: DecodeSettings) -> StaticBatch:
-        """A batch over buffers for ``kvs`` (re-used when a batch of this shape ran before)."""
+        """A batch over buffers for ``kvs``: those of an earlier batch of the same rows when they fit."""
         stamp = tuple((id(p), p.data_ptr()) for p in model.parameters())
         if stamp != self._stamp:  # new or moved weights: graphs read the old addresses
             self.clear()
             self._stamp = stamp
         width = max(kv[0][0].shape[2] for kv in kvs)
         like = kvs[0]
-        key = (len(kvs), bucket_length(width, settings.max_new_tokens, self.bucket), like[0][0].dtype, model.training)
-        buffers = self.entries.pop(key, None)
+        need = bucket_length(width, settings.max_new_tokens, self.bucket)
+        kind = (len(kvs), like[0][0].dtype, model.training)
+        key = self._fitting(kind, need)
+        buffers = self.entries.pop(key, None) if key is not None else None
         if buffers is None:
-            buffers = _Buffers(model, like, key[0], key[1])
+            key, buffers = (*kind, need), _Buffers(model, like, len(kvs), need)
             self.built += 1
             while len(self.entries) >= self.max_entries:
                 self.entries.popitem(last=False)
         self.entries[key] = buffers
         return StaticBatch(buffers, kvs, lengths, settings)
+
+    def _fitting(self, kind: tuple[Any, ...], need: int) -> tuple[Any, ...] | None:
+        """The shortest kept buffer of this kind with room for ``need`` columns and at most twice that.
+
+        A longer buffer than needed serves as well (the mask closes the extra columns) and saves
+        a capture; the bound keeps attention over closed columns from costing more than it saves.
+        """
+        fits = [k for k in self.entries if k[:3] == kind and need <= k[3] <= 2 * need]
+        return min(fits, key=lambda k: k[3]) if fits else None
 
     def clear(self) -> None:
         """Drop every buffer and graph."""

@@ -80,11 +80,18 @@ def test_long_turns_cross_bucket_boundaries_and_replaced_weights_drop_the_buffer
     assert max(len(r.response_ids) for r in static) > 64 and decoder.built == 1  # a buffer of several buckets
     again = policy._generate_chunk([list(r.prompt_ids) for r in static], [None, None])
     assert decoder.built == 1 and len(again) == 2  # same shape: same buffers
+    policy.max_new_tokens = 40
+    policy._generate_chunk([list(r.prompt_ids) for r in static], [None, None])
+    assert decoder.built == 1  # a shorter need fits the longer buffer
+    policy.max_new_tokens = 4
+    policy._generate_chunk([list(r.prompt_ids) for r in static], [None, None])
+    assert decoder.built == 2  # but not one more than twice as long
+    policy.max_new_tokens = 90
     head = model.lm_head.weight
     model.lm_head.weight = torch.nn.Parameter(head.detach().clone())  # new storage: graphs would read the old one
     try:
         policy._generate_chunk([list(r.prompt_ids) for r in static], [None, None])
-        assert decoder.built == 2 and len(decoder.entries) == 1
+        assert decoder.built == 3 and len(decoder.entries) == 1
     finally:
         model.lm_head.weight = head
 
