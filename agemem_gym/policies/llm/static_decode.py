@@ -221,8 +221,9 @@ class StaticDecoder:
         need = bucket_length(width, settings.max_new_tokens, self.bucket)
         kind = (len(kvs), like[0][0].dtype, model.training)
         key = self._fitting(kind, need)
-        buffers = self.entries.pop(key, None) if key is not None else None
-        if buffers is None:
+        if key is not None:
+            buffers = self.entries.pop(key)
+        else:
             key, buffers = (*kind, need), _Buffers(model, like, len(kvs), need)
             self.built += 1
             while len(self.entries) >= self.max_entries:
