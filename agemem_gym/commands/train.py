@@ -66,7 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sharding",
         choices=("auto", "replicate", "fsdp2", "zero2", "zero3"),
         **_FIELD,
-        help="parameters over processes: replicas, FSDP2 shards, DeepSpeed ZeRO-2, auto: the launch's",
+        help="parameters over processes: replicas, FSDP2 shards, DeepSpeed ZeRO-2 or ZeRO-3, auto: the launch's",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from agemem_gym.adapters.grpo.launch import ACCELERATE_CONFIGS  # torch-free too

@@ -1,9 +1,10 @@
-"""The GRPO trainer under DeepSpeed ZeRO-2: 2 CPU processes (gloo) under ``accelerate launch``.
+"""The GRPO trainer under DeepSpeed ZeRO-2 and ZeRO-3: 2 CPU processes (gloo) under ``accelerate launch``.
 
 accelerate 1.15 runs its DeepSpeed launch on CPU (``distributed_type`` DEEPSPEED, gloo), so these
-runs use the bundled ``zero2.yaml`` as a GPU run would. The proof that the engine's loss handling
-and the lockstep padding change nothing: a ZeRO-2 run ends with the same weights, optimizer state
-and metrics as the replicated run of the same config, through a resume. Skipped without deepspeed
+runs use the bundled ``zero2.yaml`` and ``zero3.yaml`` as a GPU run would. The proof that the
+engine's loss handling, the lockstep padding and (ZeRO-3) the gathered, hook-free phases change
+nothing: a ZeRO run ends with the same weights, optimizer state and metrics as the replicated run
+of the same config, through a resume. Skipped without deepspeed
 (CI does not install it: ``pip install "agemem-gym[deepspeed]"``).
 """
 
@@ -35,40 +36,41 @@ save_every = 1
 """
 
 
-def test_deepspeed_zero2_accepted_zero3_refused():
+def test_deepspeed_zero2_and_zero3_accepted():
     from accelerate.utils import DistributedType
 
     check_distributed_type(DistributedType.DEEPSPEED)
     with pytest.raises(InvalidConfig, match="MEGATRON_LM.*fsdp.yaml.*zero2.yaml.*ddp.yaml"):
         check_distributed_type(DistributedType.MEGATRON_LM)
-    assert resolve_sharding("auto", DistributedType.DEEPSPEED, None, 2) == "zero2"
-    assert resolve_sharding("zero2", DistributedType.DEEPSPEED, None, 2) == "zero2"
-    assert resolve_sharding("zero2", DistributedType.MULTI_CPU) == "zero2"  # torchrun
-    for args in [("auto", DistributedType.DEEPSPEED, None, 3), ("zero3", DistributedType.MULTI_CPU)]:
-        with pytest.raises(InvalidConfig, match="ZeRO-3 is not supported yet.*deadlock.*fsdp.yaml.*zero2.yaml"):
-            resolve_sharding(*args)
-    with pytest.raises(InvalidConfig, match="stage 2 only.*stage 1"):
+    for stage in (2, 3):
+        layout = f"zero{stage}"
+        assert resolve_sharding("auto", DistributedType.DEEPSPEED, None, stage) == layout
+        assert resolve_sharding(layout, DistributedType.DEEPSPEED, None, stage) == layout
+        assert resolve_sharding(layout, DistributedType.MULTI_CPU) == layout  # torchrun
+    with pytest.raises(InvalidConfig, match="stages 2 and 3 only.*stage 1.*zero2.yaml.*zero3.yaml"):
         resolve_sharding("auto", DistributedType.DEEPSPEED, None, 1)
     with pytest.raises(InvalidConfig, match="contradicts the DeepSpeed ZeRO-2 launch"):
         resolve_sharding("fsdp2", DistributedType.DEEPSPEED, None, 2)
+    with pytest.raises(InvalidConfig, match="'zero2' contradicts the DeepSpeed ZeRO-3 launch"):
+        resolve_sharding("zero2", DistributedType.DEEPSPEED, None, 3)
 
 
-def _launch(config, out, steps, *, zero2):
-    """The trainer's CLI on 2 CPU processes: accelerate's ZeRO-2 launch, or replicas under torchrun."""
-    if zero2:
+def _launch(config, out, steps, *, zero=None):
+    """The trainer's CLI on 2 CPU processes: accelerate's launch with a bundled ZeRO config, or torchrun replicas."""
+    if zero:
         cmd = [
             sys.executable,
             "-m",
             "accelerate.commands.launch",
             "--config_file",
-            str(accelerate_config_path("zero2")),
+            str(accelerate_config_path(zero)),
         ]
         cmd += ["--num_processes", "2", "--main_process_port", "0"]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
     cmd += ["-m", "agemem_gym.adapters.grpo", "--config", str(config), "--steps", str(steps)]
     cmd += ["--output-dir", str(out), "--no-progress"]
-    if steps > 1 and zero2:
+    if steps > 1 and zero:
         cmd += ["--resume"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -88,19 +90,17 @@ def _rows(out):
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_zero2_on_two_cpu_processes_matches_replicas(tmp_path, lora):
-    """ZeRO-2: step 0, then resumed for step 1 (optimizer state partitioned again); replicas: steps 0-1 in one go."""
+def _check_zero_matches_replicas(tmp_path, layout, lora):
+    """``layout`` (zero2, zero3): step 0, then resumed for step 1 (state partitioned again); replicas: steps 0-1."""
     pytest.importorskip("deepspeed")
     config = tmp_path / "run.toml"
     config.write_text(_CONFIG + ("lora_rank = 4\nlora_alpha = 8\n" if lora else ""))
-    zero, replicated = tmp_path / "zero2", tmp_path / "ddp"
-    proc = _launch(config, zero, 1, zero2=True)
-    assert "DeepSpeed ZeRO-2 over 2 processes" in proc.stdout
-    proc = _launch(config, zero, 2, zero2=True)
+    zero, replicated = tmp_path / layout, tmp_path / "ddp"
+    proc = _launch(config, zero, 1, zero=layout)
+    assert f"DeepSpeed ZeRO-{layout[-1]} over 2 processes" in proc.stdout
+    proc = _launch(config, zero, 2, zero=layout)
     assert f"resuming from {zero} at step 1" in proc.stdout
-    _launch(config, replicated, 2, zero2=False)
+    _launch(config, replicated, 2)
 
     rows_z, rows_r = _rows(zero), _rows(replicated)
     assert all(float(r["perf/lockstep_passes"]) > 0 for r in rows_z)  # the padding did run
@@ -123,3 +123,16 @@ def test_zero2_on_two_cpu_processes_matches_replicas(tmp_path, lora):
         assert sorted(opt_z["state"][i]) == sorted(state)
         for key, value in state.items():
             torch.testing.assert_close(opt_z["state"][i][key], value, rtol=1e-5, atol=1e-7, msg=f"{i}.{key}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_zero2_on_two_cpu_processes_matches_replicas(tmp_path, lora):
+    _check_zero_matches_replicas(tmp_path, "zero2", lora)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_zero3_on_two_cpu_processes_matches_replicas(tmp_path, lora):
+    """ZeRO-3: every weight partitioned (none resident), checkpoints gathered, resume partitions again."""
+    _check_zero_matches_replicas(tmp_path, "zero3", lora)

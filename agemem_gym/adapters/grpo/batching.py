@@ -193,7 +193,8 @@ class _Head:
 
     @property
     def vocab(self) -> int:
-        return int(self.module.weight.shape[0])
+        weight = self.module.weight  # under ZeRO-3 possibly partitioned (empty): its full shape is ds_shape
+        return int(getattr(weight, "ds_shape", weight.shape)[0])
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         logits = self.module(states)  # (c, V)

@@ -175,8 +175,9 @@ class GRPOConfig:
     ``torch.distributed.fsdp.fully_shard``, one unit per decoder layer; rollouts and scoring run on
     weights gathered once per phase, and update micro-batches are padded to the same count on
     every rank), ``"zero2"`` / ``"zero3"`` (DeepSpeed ZeRO stage 2: gradients and optimizer state
-    partitioned; stage 3: weights too; DeepSpeed's engine runs backward and the step, with the
-    same lockstep micro-batches; needs ``pip install "agemem-gym[deepspeed]"``) or ``"auto"``
+    partitioned; stage 3: weights too, gathered whole for each rollout and scoring phase and each
+    update micro-batch; DeepSpeed's engine runs backward and the step, with the same lockstep
+    micro-batches; needs ``pip install "agemem-gym[deepspeed]"``) or ``"auto"``
     (FSDP2 under an accelerate FSDP launch, ZeRO under an accelerate DeepSpeed launch of stage 2
     or 3, replicas otherwise). On CPU, where accelerate has no FSDP, ``"fsdp2"`` under
     ``torchrun`` shards over gloo (accelerate's DeepSpeed launch does run on CPU). Checkpoints are

@@ -9,9 +9,9 @@ The configs ship inside the package (``accelerate_configs/*.yaml``), so after ``
 shards the parameters with FSDP2 (:mod:`~agemem_gym.adapters.grpo.sharding`: rollouts and
 scoring on gathered weights, update micro-batches padded to the same count on every rank).
 ``zero2`` runs DeepSpeed ZeRO stage 2 (:mod:`~agemem_gym.adapters.grpo.zero`: the engine owns
-backward and the step; the same lockstep micro-batches as FSDP2). ``zero3`` is validated against
-accelerate's launcher but refused (:data:`ZERO3_REFUSED`), and so is Megatron-LM
-(:func:`check_distributed_type`).
+backward and the step; the same lockstep micro-batches as FSDP2), ``zero3`` stage 3 (weights
+partitioned too, gathered whole for each rollout, scoring phase and update micro-batch).
+Megatron-LM is refused (:func:`check_distributed_type`).
 This module imports neither torch nor accelerate. See ``docs/scale-out-training.md``.
 """
 
@@ -26,7 +26,6 @@ __all__ = [
     "ACCELERATE_CONFIGS",
     "REFUSED_DISTRIBUTED_TYPES",
     "SHARDINGS",
-    "ZERO3_REFUSED",
     "accelerate_config_path",
     "check_distributed_type",
     "resolve_sharding",
@@ -94,29 +93,29 @@ def check_distributed_type(distributed_type: object) -> None:
 def resolve_sharding(
     requested: str, distributed_type: object, fsdp_version: int | None = None, zero_stage: int | None = None
 ) -> str:
-    """The parameter layout a run uses: ``"replicate"``, ``"fsdp2"`` or ``"zero2"``.
+    """The parameter layout a run uses: ``"replicate"``, ``"fsdp2"``, ``"zero2"`` or ``"zero3"``.
 
     Args:
         requested: :attr:`GRPOConfig.sharding <agemem_gym.adapters.grpo.config.GRPOConfig.sharding>`:
-            ``"auto"`` follows the launch (FSDP2 under accelerate's ``FSDP``, ZeRO-2 under its
-            ``DEEPSPEED`` with ``zero_stage`` 2, replicas otherwise); the others force one
+            ``"auto"`` follows the launch (FSDP2 under accelerate's ``FSDP``, ZeRO-2 or ZeRO-3 under
+            its ``DEEPSPEED`` with ``zero_stage`` 2 or 3, replicas otherwise); the others force one
             (``"fsdp2"`` is how CPU runs shard: accelerate 1.15 turns an FSDP config into plain
-            ``MULTI_CPU`` on CPU; ``"zero2"`` also runs under ``torchrun``; ``"zero3"`` is refused).
+            ``MULTI_CPU`` on CPU; ``"zero2"`` and ``"zero3"`` also run under ``torchrun``).
         distributed_type: ``accelerator.distributed_type`` (a ``DistributedType`` or its name).
         fsdp_version: ``accelerator.state.fsdp_plugin.fsdp_version`` under ``FSDP``.
         zero_stage: ``accelerator.state.deepspeed_plugin.zero_stage`` under ``DEEPSPEED``.
 
     Returns:
-        One of ``"replicate"``, ``"fsdp2"``, ``"zero2"``.
+        One of ``"replicate"``, ``"fsdp2"``, ``"zero2"``, ``"zero3"``.
 
     Raises:
-        InvalidConfig: A refused engine (:func:`check_distributed_type`), FSDP1, ZeRO stage 0, 1
-            or 3 (:data:`ZERO3_REFUSED`), or a ``requested`` layout that contradicts the launch.
+        InvalidConfig: A refused engine (:func:`check_distributed_type`), FSDP1, ZeRO stage 0 or
+            1, or a ``requested`` layout that contradicts the launch.
 
     >>> resolve_sharding("auto", "FSDP", 2), resolve_sharding("auto", "MULTI_CPU")
     ('fsdp2', 'replicate')
-    >>> resolve_sharding("auto", "DEEPSPEED", None, 2)
-    'zero2'
+    >>> resolve_sharding("auto", "DEEPSPEED", None, 2), resolve_sharding("auto", "DEEPSPEED", None, 3)
+    ('zero2', 'zero3')
     """
     if requested not in SHARDINGS:
         raise InvalidConfig(f"sharding must be one of {', '.join(SHARDINGS)}, got {requested!r}")
@@ -125,8 +124,6 @@ def resolve_sharding(
     if name == "DEEPSPEED":
         return _deepspeed_layout(requested, zero_stage)
     if name != "FSDP":
-        if requested == "zero3":
-            raise _refuse_zero3()
         return "replicate" if requested == "auto" else requested
     if fsdp_version not in (None, 2):
         raise InvalidConfig(
@@ -138,29 +135,12 @@ def resolve_sharding(
     return "fsdp2"
 
 
-ZERO3_REFUSED = (
-    "DeepSpeed ZeRO-3 is not supported yet: its per-module parameter fetches issue all-gathers inside forward "
-    "passes even while deepspeed.zero.GatheredParameters holds the full weights (deepspeed 0.19.8), so processes "
-    "that score or generate different numbers of turns deadlock; for sharded parameters use FSDP2 "
-    "(--config_file {fsdp}, or --sharding fsdp2 under torchrun), or ZeRO-2 (--config_file {zero2})"
-)
-"""Why ``sharding = "zero3"`` (or accelerate's ZeRO-3 launch) is refused."""
-
-
-def _refuse_zero3() -> InvalidConfig:
-    return InvalidConfig(
-        ZERO3_REFUSED.format(fsdp=accelerate_config_path("fsdp"), zero2=accelerate_config_path("zero2"))
-    )
-
-
 def _deepspeed_layout(requested: str, zero_stage: int | None) -> str:
-    """``"zero2"`` under accelerate's DeepSpeed launch of ZeRO stage 2; stage 3 and the others are refused."""
-    if zero_stage == 3:
-        raise _refuse_zero3()
+    """``"zero2"`` or ``"zero3"`` under accelerate's DeepSpeed launch of that ZeRO stage; stages 0 and 1 are refused."""
     if zero_stage not in (2, 3):
         raise InvalidConfig(
-            f"the GRPO trainer runs DeepSpeed ZeRO stage 2 only, the launch asks for stage {zero_stage}: "
-            f"use {accelerate_config_path('zero2')}"
+            f"the GRPO trainer runs DeepSpeed ZeRO stages 2 and 3 only, the launch asks for stage {zero_stage}: "
+            f"use {accelerate_config_path('zero2')} or {accelerate_config_path('zero3')}"
         )
     layout = f"zero{zero_stage}"
     if requested not in ("auto", layout):

@@ -15,18 +15,21 @@
 
 Runs on CPU (float32) and GPU (bf16 autocast; ``precision`` chooses), alone or under ``accelerate launch`` (each
 process collects its share of the groups; gradients are summed once per optimizer step), with the weights
-replicated or sharded with FSDP2 (``sharding``: rollouts and scoring on weights gathered once per phase, update
-micro-batches padded to one count over ranks; :mod:`~agemem_gym.adapters.grpo.sharding`).
+replicated, sharded with FSDP2 (``sharding``: rollouts and scoring on weights gathered once per phase, update
+micro-batches padded to one count over ranks; :mod:`~agemem_gym.adapters.grpo.sharding`) or run by DeepSpeed
+ZeRO-2/3 (the same padding; ZeRO-3 gathers the weights whole, hooks off, per phase and micro-batch;
+:mod:`~agemem_gym.adapters.grpo.zero`).
 The losses are in :mod:`~agemem_gym.adapters.grpo.losses`, the update loop in
 :mod:`~agemem_gym.adapters.grpo.update`, the run's state in :mod:`~agemem_gym.adapters.grpo.state`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -88,7 +91,7 @@ def train(config: GRPOConfig, *, progress: bool = True) -> TrainResult:
     if state.checkpoint is not None and state.rank == 0:
         print(f"resuming from {state.output_dir} at step {state.start_step}", flush=True)
     if state.sharded and state.rank == 0:
-        how = {"fsdp2": "parameters sharded with FSDP2", "zero2": "DeepSpeed ZeRO-2"}
+        how = {"fsdp2": "parameters sharded with FSDP2", "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3"}
         print(f"{how[state.layout]} over {state.world} processes", flush=True)
     checkpoint, done, snapshot = state.checkpoint, state.start_step - 1, None
     bar = _bar(state.start_step, config.num_steps, progress and state.rank == 0)
@@ -181,7 +184,7 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
     state.policy.reseed(config.seed * 1_000_003 + step * 7919 + state.rank)
     seed = config.seed * 1_000_003 + (step * config.tasks_per_step + share.start) * k  # task i: seed + i·K + j
     on_turns = state.progress.phase("rollout", None, "turn")
-    with S.gathered_weights(state.model):  # sharded: ranks generate for as many turns as they play
+    with _gathered(state, state.model):  # sharded: ranks generate for as many turns as they play
         if state.fork_envs is not None:
             m, fork_stage = config.fork_continuations, config.fork_stage
             return collect_forked(state.envs, state.fork_envs, state.policy, tasks, k, m, seed, fork_stage, on_turns)
@@ -275,7 +278,7 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
     keep = {id(s) for s in samples}
     rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
     progress = phases.phase("score π_old", n_micro)
-    with S.gathered_weights(state.model, state.reference):  # sharded: ranks score unequal row counts
+    with _gathered(state, state.model, state.reference):  # sharded: ranks score unequal row counts
         old = _in_parts(
             parts, order, lambda part: score_logprobs(state.model, part, config, pad_id, autocast, progress)
         )
@@ -408,7 +411,7 @@ def _interrupted(state: TrainState, done: int, checkpoint: Path | None) -> Train
 
 
 def _finish(state: TrainState, checkpoint: Path | None) -> TrainResult:
-    """Check the replicas agree (FSDP2: there are none), plot the curve, close the log."""
+    """Check the replicas agree (FSDP2, ZeRO-3: there are none), plot the curve, close the log."""
     if state.layout in ("replicate", "zero2"):  # ZeRO-2 keeps whole weights on every rank too
         _check_replicas(state.params)
     rows = state.logger.read() if state.logger is not None else []
@@ -419,6 +422,13 @@ def _finish(state: TrainState, checkpoint: Path | None) -> TrainResult:
 
 
 # ============================================================================ helpers
+@contextlib.contextmanager
+def _gathered(state: TrainState, *models: Any) -> Iterator[None]:
+    """Whole weights and no collective in forward passes: FSDP2 units gathered, or ZeRO-3's (hooks off)."""
+    with S.gathered_weights(*models), Z.gathered_weights(state.zero):
+        yield
+
+
 def _check_replicas(params: list[torch.nn.Parameter]) -> None:
     """Every rank must end with the same weights (gradients are summed by hand)."""
     if D.world()[1] == 1:

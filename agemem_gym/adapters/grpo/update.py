@@ -352,22 +352,23 @@ def _micro_batch(
     forward = (
         functools.partial(S.as_forward, model) if mb.zero is None else functools.partial(Z.engine_forward, mb.zero)
     )
-    with autocast():
-        lp, entropy = forward(
-            row_logprobs,
-            model,
-            rows,
-            mb.samples,
-            pad_id=pad_id,
-            temperature=config.temperature,
-            with_entropy=True,
-            chunk_tokens=config.logprob_chunk_tokens,
-        )
-    loss, kl, clipped = _loss(lp, mb, config)
-    if mb.zero is None:
-        loss.backward()
-    else:
-        Z.backward(mb.zero, loss)
+    with Z.micro_batch_weights(mb.zero):  # ZeRO-3: whole weights, no module hooks (ranks run unequal passes)
+        with autocast():
+            lp, entropy = forward(
+                row_logprobs,
+                model,
+                rows,
+                mb.samples,
+                pad_id=pad_id,
+                temperature=config.temperature,
+                with_entropy=True,
+                chunk_tokens=config.logprob_chunk_tokens,
+            )
+        loss, kl, clipped = _loss(lp, mb, config)
+        if mb.zero is None:
+            loss.backward()
+        else:
+            Z.backward(mb.zero, loss)
     n = float(sum(len(v) for v in lp.values()))
     return {
         "loss": float(loss.detach()),
