@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agemem_gym.error import DataFormatError, DataNotFound
+from agemem_gym.data.paths import resolve_data_file
+from agemem_gym.error import DataFormatError
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -92,13 +93,7 @@ class LoCoMoConversation:
 
 def resolve_locomo_path(data_path: str | os.PathLike[str] | None) -> Path:
     """The file to read: ``data_path``, else ``$AGEMEM_LOCOMO_PATH``; a clear error when neither exists."""
-    raw = data_path if data_path is not None else os.environ.get(LOCOMO_ENV_VAR)
-    if not raw:
-        raise DataNotFound(_WHERE)
-    path = Path(raw)
-    if not path.is_file():
-        raise DataNotFound(f"no LoCoMo file at {path}. {_WHERE}")
-    return path
+    return resolve_data_file(data_path, LOCOMO_ENV_VAR, "LoCoMo", _WHERE)
 
 
 def _turn(raw: Any, where: str) -> LoCoMoTurn:

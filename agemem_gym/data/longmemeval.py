@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agemem_gym.error import DataFormatError, DataNotFound
+from agemem_gym.data.paths import resolve_data_file
+from agemem_gym.error import DataFormatError
 
 __all__ = [
     "LONGMEMEVAL_ENV_VAR",
@@ -101,13 +102,7 @@ class LongMemEvalQuestion:
 
 def resolve_longmemeval_path(data_path: str | os.PathLike[str] | None) -> Path:
     """The file to read: ``data_path``, else ``$AGEMEM_LONGMEMEVAL``; a clear error when neither exists."""
-    raw = data_path if data_path is not None else os.environ.get(LONGMEMEVAL_ENV_VAR)
-    if not raw:
-        raise DataNotFound(_WHERE)
-    path = Path(raw)
-    if not path.is_file():
-        raise DataNotFound(f"no LongMemEval file at {path}. {_WHERE}")
-    return path
+    return resolve_data_file(data_path, LONGMEMEVAL_ENV_VAR, "LongMemEval", _WHERE)
 
 
 def session_order(dates: list[str]) -> list[int]:
