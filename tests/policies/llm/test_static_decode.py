@@ -68,7 +68,11 @@ def test_eager_attention_takes_an_additive_mask(tiny):
     eager, _ = load_model("tiny")
     eager.config._attn_implementation = "eager"  # the mask is added to the scores, not read as booleans
     eager.load_state_dict(model.state_dict())
-    _same_records(_chunk(model, tok, False, max_new_tokens=40)[0], _chunk(eager, tok, True, max_new_tokens=40)[0])
+    growing = _chunk(model, tok, False, max_new_tokens=40)[0]
+    static, policy = _chunk(eager, tok, True, max_new_tokens=40)
+    _same_records(growing, static)  # asserts equal tokens and log-probs within 1e-4
+    buffers = next(iter(policy.static_decoder.entries.values()))
+    assert buffers.mask.dtype == eager.dtype and buffers.closed == torch.finfo(eager.dtype).min  # additive
 
 
 def test_long_turns_cross_bucket_boundaries_and_replaced_weights_drop_the_buffers(tiny):
