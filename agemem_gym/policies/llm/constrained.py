@@ -23,6 +23,7 @@ At zero update the ratio is then exactly 1 (the tests check it).
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from agemem_gym.error import InvalidConfig, missing_dependency
 from agemem_gym.tools import DEFAULT_TOOLS, Tool, ToolTable
 from agemem_gym.tools.memory_ids import MEMORY_IDS_CAP
 
-__all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema", "info_memory_ids"]
+__all__ = ["TurnGrammar", "GrammarLogitsProcessor", "turn_lark", "calls_schema", "info_memory_ids", "seen_memory_ids"]
 
 _MAX_LISTED_ACTIONS = 4000
 # the grammar's widest bounds: turn_lark's defaults and the caps of budget_limits
@@ -142,9 +143,9 @@ def turn_lark(
     Args:
         valid_actions: When given (interactive Stage 3), ``<action>`` is allowed and limited
             to these strings (a list longer than 4,000 falls back to free text).
-        memory_ids: The live memory ids (``info["memory_ids"]``): memory-id arguments must
-            name one of them, and with none, the tools that require one are not offered.
-            ``None`` (unknown) or a list longer than ``MEMORY_IDS_CAP`` allows any string.
+        memory_ids: The ids a memory-id argument may name (see :meth:`TurnGrammar.text_for`);
+            with none, the tools that require one are not offered. ``None`` (unknown) allows
+            any string; a list longer than ``MEMORY_IDS_CAP`` is cut to its last (newest) ids.
         max_calls: Most tool calls per turn.
         max_think_chars: Longest ``<think>`` text.
         max_text_chars: Longest ``<answer>`` / free ``<action>`` text.
@@ -158,7 +159,8 @@ def turn_lark(
         Grammar text for ``llguidance.LLMatcher.grammar_from_lark``.
     """
     if memory_ids is not None and len(memory_ids) > MEMORY_IDS_CAP:
-        memory_ids = None  # a huge alternation costs more to compile than it saves
+        # a huge alternation costs more to compile than it saves; the newest ids, never free text
+        memory_ids = list(memory_ids)[-MEMORY_IDS_CAP:]
     schema = calls_schema(max_calls, max_string_chars, max_top_k, tools=tools, memory_ids=memory_ids)
     # a table of id tools only, with an empty store, has no call to offer
     kinds = ["tool"] if allow_tools and schema["items"]["anyOf"] else []
@@ -181,18 +183,26 @@ def turn_lark(
 
 
 def info_memory_ids(info: Mapping[str, Any] | None) -> list[str] | None:
-    """The live memory ids an env ``info`` lists, or ``None`` when unknown.
+    """The live memory ids an env ``info`` lists, or ``None`` when it lists none.
 
-    ``None`` when ``info`` has no ``"memory_ids"`` (an env that does not list them) or when
-    the list was cut (``len(memory_ids) < info["ltm_size"]``, a store larger than
-    :data:`~agemem_gym.tools.memory_ids.MEMORY_IDS_CAP`): then any id is allowed.
+    A store larger than :data:`~agemem_gym.tools.memory_ids.MEMORY_IDS_CAP` lists only its
+    newest ids (``len(memory_ids) < info["ltm_size"]``); they are returned as they are.
     """
     ids = (info or {}).get("memory_ids")
-    if ids is None:
-        return None
-    ids = [str(i) for i in ids]
-    size = (info or {}).get("ltm_size")
-    return None if size is not None and len(ids) < int(size) else ids
+    return None if ids is None else [str(i) for i in ids]
+
+
+_MEMORY_ID = re.compile(r"\bmem_[0-9a-f]{8}\b")
+
+
+def seen_memory_ids(observation: Sequence[Mapping[str, str]]) -> list[str]:
+    """The memory ids the environment has shown in ``observation``, oldest first, each once.
+
+    Ids in the agent's own (``assistant``) turns do not count: an id the agent wrote without
+    having been shown it was invented.
+    """
+    found = (i for m in observation if m.get("role") != "assistant" for i in _MEMORY_ID.findall(m.get("content", "")))
+    return list(dict.fromkeys(found))
 
 
 CHARS_PER_TOKEN = 3
@@ -278,11 +288,11 @@ class TurnGrammar:
         """Grammar text for a turn (with ``<action>`` when ``valid_actions`` is given; see :func:`turn_lark`)."""
         return turn_lark(valid_actions, memory_ids=memory_ids, tools=self.tools, **self.limits)
 
-    def text_for(self, info: Mapping[str, Any] | None) -> str:
-        """Grammar text for a turn taken after an env step that returned ``info``.
+    def text_for(self, info: Mapping[str, Any] | None, observation: Sequence[Mapping[str, str]] | None = None) -> str:
+        """Grammar text for a turn taken after an env step that returned ``observation`` and ``info``.
 
-        Reads ``info["valid_actions"]`` (interactive envs), the live memory ids
-        (:func:`info_memory_ids`) and, in the query stage (``info["stage"] == 3``), whether one
+        Reads ``info["valid_actions"]`` (interactive envs), the memory ids a call may name
+        (:meth:`memory_ids_for`) and, in the query stage (``info["stage"] == 3``), whether one
         round is left (``info["rounds_left"] == 1``): that turn must answer (or act), since any
         other ends the episode unanswered. Small models rarely choose to answer on their own.
         """
@@ -290,11 +300,32 @@ class TurnGrammar:
         actions = info.get("valid_actions")
         last = info.get("stage") == 3 and info.get("rounds_left") == 1
         valid = list(actions) if actions is not None else None
+        ids = self.memory_ids_for(info, observation)
         if last:
-            return turn_lark(
-                valid, memory_ids=info_memory_ids(info), tools=self.tools, allow_tools=False, **self.limits
-            )
-        return self.text(valid, info_memory_ids(info))
+            return turn_lark(valid, memory_ids=ids, tools=self.tools, allow_tools=False, **self.limits)
+        return self.text(valid, ids)
+
+    @staticmethod
+    def memory_ids_for(
+        info: Mapping[str, Any] | None, observation: Sequence[Mapping[str, str]] | None
+    ) -> list[str] | None:
+        """The ids a memory-id argument may name: live ones the agent has been shown.
+
+        The env's ``info["memory_ids"]`` lists every live id, which the agent has not
+        necessarily seen (a memory added in Stage 1 whose id left the context at the Stage-2
+        reset): offering those would hand a policy privileged information. With the
+        observation, the ids it shows (:func:`seen_memory_ids`) that are still live (all
+        shown ids when the live list was cut at the cap); without it, the live list.
+        """
+        live = info_memory_ids(info)
+        if observation is None:
+            return live
+        seen = seen_memory_ids(observation)
+        cut = live is not None and len(live) < int((info or {}).get("ltm_size", len(live)))
+        if live is None or cut:
+            return seen
+        alive = set(live)
+        return [i for i in seen if i in alive]
 
     def _grammar(self, text: str) -> Any:
         if text not in self._compiled:

@@ -318,11 +318,14 @@ class HFPolicy(BasePolicy):
         self.last_records = self.generate(observations, infos)
         return [r.text for r in self.last_records]
 
-    def grammar_text(self, info: Mapping[str, Any] | None) -> str | None:
-        """The grammar a turn is sampled under (``None`` when unconstrained)."""
+    def grammar_text(self, info: Mapping[str, Any] | None, observation: Observation | None = None) -> str | None:
+        """The grammar a turn is sampled under (``None`` when unconstrained).
+
+        With the observation, memory-id arguments may name only the live ids it shows.
+        """
         if not self.constrained:
             return None
-        return self.grammar.text_for(info)
+        return self.grammar.text_for(info, observation)
 
     def generate(
         self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]] | None = None
@@ -342,7 +345,7 @@ class HFPolicy(BasePolicy):
             # one sequence per stream, plus the chunk's prompts in flight: fewer would evict a
             # stream's context before its next turn
             self.prefix_cache.max_entries = max(self.prefix_cache_entries, len(prompts) + self.batch_size)
-        grammars = [self.grammar_text(i) for i in (infos or [{}] * len(prompts))]
+        grammars = [self.grammar_text(i, o) for i, o in zip(infos or [{}] * len(prompts), observations)]
         records: list[TurnRecord] = []
         for start in range(0, len(prompts), self.batch_size):
             end = start + self.batch_size

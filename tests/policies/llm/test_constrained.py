@@ -151,8 +151,39 @@ def test_an_empty_store_offers_no_update_or_delete(tiny):
     assert _accepts(grammar, text, add, tok)
     names = [v["properties"]["name"]["const"] for v in calls_schema(memory_ids=[])["items"]["anyOf"]]
     assert names == [n for n in TOOL_NAMES if n not in ("Update_memory", "Delete_memory")]
-    # a cut list (a store larger than the cap) allows any id rather than only the listed ones
-    assert grammar.text_for({"memory_ids": IDS, "ltm_size": 5000}) == grammar.text()
+    # a cut list (a store larger than the cap) allows the listed (newest) ids, never free text
+    assert grammar.text_for({"memory_ids": IDS, "ltm_size": 5000}) == grammar.text(memory_ids=IDS)
+
+
+def test_only_live_ids_the_agent_was_shown_are_offered(tiny):
+    model, tok = tiny
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    obs = [
+        {"role": "system", "content": "You manage memory."},
+        {"role": "tool", "content": f"[memory tool result]\nmemory_added: {IDS[0]}"},
+        {"role": "assistant", "content": f"<think>maybe {IDS[1]}</think><answer>ok</answer>"},  # its own guess
+    ]
+    info = {"memory_ids": IDS, "ltm_size": 2}
+    assert grammar.memory_ids_for(info, obs) == [IDS[0]]  # live, but never shown: privileged
+    text = grammar.text_for(info, obs)
+    assert _accepts(grammar, text, _delete(IDS[0]), tok) and not _accepts(grammar, text, _delete(IDS[1]), tok)
+    assert grammar.memory_ids_for({"memory_ids": [IDS[1]], "ltm_size": 1}, obs) == []  # shown, since deleted
+    big = {"memory_ids": [IDS[1]], "ltm_size": 5000}  # the live list was cut at the cap
+    assert grammar.memory_ids_for(big, obs) == [IDS[0]]
+    assert not _accepts(grammar, grammar.text_for(big, obs), _delete("mem_12345678"), tok)
+
+
+def test_stage1_ids_are_not_offered_once_the_context_reset_hid_them(tiny):
+    model, tok = tiny
+    env = gym.make("AgeMem/Probe-Recall-v0", tokenizer=tok, tools_in_system_prompt=False)
+    obs, info = env.reset(seed=0)
+    add = {"name": "Add_memory", "arguments": {"content": "The code is 4711."}}
+    obs, *_, info = env.step(f"<think>store</think><tool_call>{json.dumps([add])}</tool_call>")
+    grammar = TurnGrammar(tok, model.config.vocab_size, **LIMITS)
+    assert grammar.memory_ids_for(info, obs) == info["memory_ids"] != []
+    while info["stage"] == 1:
+        obs, *_, info = env.step("<think>next</think><answer>ok</answer>")
+    assert info["memory_ids"] and grammar.memory_ids_for(info, obs) == []
 
 
 def test_a_constrained_policy_never_invents_a_memory_id(tiny):
