@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from agemem_gym.adapters.grpo import losses  # noqa: E402
 from agemem_gym.adapters.grpo.losses import (  # noqa: E402
+    AdvantageNorm,
     broadcast_to_steps,
     broadcast_to_tokens,
     group_advantages,
@@ -123,7 +124,36 @@ def test_the_trainer_uses_every_loss():
         for node in ast.walk(ast.parse((package / module).read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "agemem_gym.adapters.grpo.losses":
                 used |= {alias.name for alias in node.names}
+    # ... or through a name the trainer uses (AdvantageNorm calls group_advantages)
+    definitions = {n.name: n for n in ast.parse(Path(losses.__file__).read_text()).body if hasattr(n, "name")}
+    for name in list(used):
+        used |= {n.id for n in ast.walk(definitions[name]) if isinstance(n, ast.Name) and n.id in losses.__all__}
     assert used == set(losses.__all__)
+
+
+def test_one_context_token_is_not_a_full_size_advantage():
+    one_token = torch.tensor([0.5, 0.5 + 1.36e-5] * 4, dtype=torch.float64)  # 4 groups of K=2
+    paper = AdvantageNorm("paper")(one_token, 2)
+    assert paper.abs().max().item() == pytest.approx(0.64, abs=0.01)  # the paper's form amplifies noise
+    floored = AdvantageNorm("std-floor", std_floor=0.02)(one_token, 2)
+    assert floored.abs().max().item() < 1e-3
+    centred = one_token - one_token.view(-1, 2).mean(1).repeat_interleave(2)
+    assert torch.allclose(AdvantageNorm("mean-only")(one_token, 2), centred)
+    # a real difference (one binary term of the default reward in one rollout of 8) is untouched by the floor
+    real = torch.tensor([0.5] * 7 + [0.5 + 1 / 12], dtype=torch.float64)
+    assert torch.equal(AdvantageNorm("std-floor", std_floor=0.02)(real, 8), AdvantageNorm("paper")(real, 8))
+    assert torch.equal(group_advantages(one_token, 2), paper)  # "paper" is group_advantages as it was
+
+
+def test_the_trainer_config_names_the_normalisation_and_warns_on_k1():
+    from agemem_gym.adapters.grpo.config import GRPOConfig
+    from agemem_gym.error import InvalidConfig
+
+    assert (GRPOConfig().advantage, GRPOConfig().adv_std_floor) == ("std-floor", 0.02)
+    with pytest.raises(InvalidConfig, match="advantage must be"):
+        GRPOConfig(advantage="z-score")
+    with pytest.warns(UserWarning, match="zero gradient"):
+        GRPOConfig(kl_estimator="k1")
 
 
 @pytest.mark.parametrize("k", [3, 6])

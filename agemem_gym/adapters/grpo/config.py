@@ -22,6 +22,7 @@ kwargs go in an ``[env_kwargs]`` table.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -97,11 +98,23 @@ class GRPOConfig:
     kl_beta: float = 0.1
     """β of the KL penalty to the frozen reference policy (0 turns it off)."""
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    """KL estimator."""
+    """KL estimator. As a loss, k3's gradient follows ``KL(π_ref ‖ π_θ)`` and k2's
+    ``KL(π_θ ‖ π_ref)``; k1's is zero in expectation (no pull to the reference, so it warns).
+    See :func:`~agemem_gym.adapters.grpo.losses.kl_penalty`."""
     loss_aggregation: Literal["token-mean", "sequence-mean"] = "token-mean"
     """How per-token losses are averaged."""
     adv_eps: float = 1e-6
     """ε of the group-advantage denominator."""
+    advantage: Literal["std-floor", "paper", "mean-only"] = "std-floor"
+    """How a group's rewards become advantages. ``"std-floor"`` (default):
+    ``(r − mean) / (max(std, adv_std_floor) + ε)``, so a group tied on everything but noise
+    (a few context tokens of compression) gets small advantages, not ±1. ``"paper"``: Eq. 5,
+    ``(r − mean) / (std + ε)``. ``"mean-only"``: ``r − mean`` ("Dr. GRPO", no std division)."""
+    adv_std_floor: float = 0.02
+    """The std floor of ``advantage="std-floor"``: the reward's resolution. One binary
+    context or memory term moves the default reward by 1/12 ≈ 0.083, which in a group of 8
+    with one rollout apart has a std of 0.029, above the floor; one context token moves it by
+    1e-5, far below."""
     credit: Literal["trajectory", "memory-state"] = "trajectory"
     """How a step's advantage is computed. ``"trajectory"``: the paper's, every step of a
     trajectory gets its group-normalised return. ``"memory-state"``: each rollout stops at the
@@ -231,6 +244,20 @@ class GRPOConfig:
             raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {budget}")
         self._check_env_backend()
         self._check_credit()
+        self._check_advantage()
+
+    def _check_advantage(self) -> None:
+        if self.advantage not in ("std-floor", "paper", "mean-only"):
+            raise InvalidConfig(f"advantage must be std-floor, paper or mean-only, got {self.advantage!r}")
+        if self.adv_std_floor < 0 or self.adv_eps < 0:
+            raise InvalidConfig(f"adv_std_floor and adv_eps must be >= 0, got {self.adv_std_floor}, {self.adv_eps}")
+        if self.kl_estimator == "k1" and self.kl_beta > 0:
+            warnings.warn(
+                "kl_estimator='k1' gives the KL penalty a zero gradient in expectation: it adds noise, "
+                "not a pull toward the reference policy; use 'k3' (default) or 'k2'",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _check_credit(self) -> None:
         if self.credit not in ("trajectory", "memory-state"):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from agemem_gym.adapters.grpo.losses import group_advantages
+from agemem_gym.adapters.grpo.losses import AdvantageNorm
 
 __all__ = [
     "trajectory_advantages",
@@ -50,13 +50,16 @@ __all__ = [
     "credit_stats",
 ]
 
+PAPER = AdvantageNorm()
+"""The paper's normalisation (Eq. 5), the default of these functions."""
+
 
 def _check(returns: torch.Tensor) -> None:
     if returns.ndim != 3:
         raise ValueError(f"expected (G, K, M) returns, got shape {tuple(returns.shape)}")
 
 
-def trajectory_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def trajectory_advantages(returns: torch.Tensor, norm: AdvantageNorm = PAPER) -> torch.Tensor:
     """``(G, K, M)`` returns → ``(G, K, M)`` advantages, normalised over each task's ``K·M`` trajectories.
 
     Example:
@@ -67,10 +70,10 @@ def trajectory_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.Ten
     _check(returns)
     g, k, m = returns.shape
     flat = returns.to(torch.float64).reshape(-1)  # (G·K·M,) each task's K·M contiguous
-    return group_advantages(flat, k * m, eps).view(g, k, m)
+    return norm(flat, k * m).view(g, k, m)
 
 
-def memory_state_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def memory_state_advantages(returns: torch.Tensor, norm: AdvantageNorm = PAPER) -> torch.Tensor:
     """``(G, K, M)`` returns → ``(G, K)``: each memory state's value ``V`` (mean over ``M``), normalised over ``K``.
 
     Example:
@@ -80,10 +83,10 @@ def memory_state_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.T
     _check(returns)
     g, k, _ = returns.shape
     values = returns.to(torch.float64).mean(dim=2)  # (G, K)
-    return group_advantages(values.reshape(-1), k, eps).view(g, k)
+    return norm(values.reshape(-1), k).view(g, k)
 
 
-def local_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def local_advantages(returns: torch.Tensor, norm: AdvantageNorm = PAPER) -> torch.Tensor:
     """``(G, K, M)`` returns → ``(G, K, M)``, normalised over the ``M`` continuations of each memory state.
 
     Example:
@@ -95,7 +98,7 @@ def local_advantages(returns: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     g, k, m = returns.shape
     if m == 1:  # one continuation: nothing to compare it with
         return torch.zeros(g, k, m, dtype=torch.float64)
-    return group_advantages(returns.to(torch.float64).reshape(-1), m, eps).view(g, k, m)
+    return norm(returns.to(torch.float64).reshape(-1), m).view(g, k, m)
 
 
 def mix(trajectory: torch.Tensor, other: torch.Tensor, weight: float) -> torch.Tensor:
@@ -110,7 +113,11 @@ def mix(trajectory: torch.Tensor, other: torch.Tensor, weight: float) -> torch.T
 
 
 def fork_step_advantages(
-    returns: torch.Tensor, step_traj: torch.Tensor, step_prefix: torch.Tensor, weight: float, eps: float = 1e-6
+    returns: torch.Tensor,
+    step_traj: torch.Tensor,
+    step_prefix: torch.Tensor,
+    weight: float,
+    norm: AdvantageNorm = PAPER,
 ) -> torch.Tensor:
     """Every step's advantage under memory-state credit (see the module docstring).
 
@@ -120,7 +127,7 @@ def fork_step_advantages(
             names any trajectory of its rollout ``i`` (only ``i`` is read).
         step_prefix: ``(S,)`` bool: the step is a Stage-1 (pre-fork) step, shared by ``M`` trajectories.
         weight: ``w``.
-        eps: Added to each std.
+        norm: The group normalisation (default: the paper's).
 
     Returns:
         ``(S,)`` float64 advantages.
@@ -132,9 +139,9 @@ def fork_step_advantages(
     """
     _check(returns)
     m = returns.shape[2]
-    traj = trajectory_advantages(returns, eps)  # (G, K, M)
-    prefix = mix(traj.mean(dim=2), memory_state_advantages(returns, eps), weight).reshape(-1)  # (G·K,)
-    after = mix(traj, local_advantages(returns, eps), weight).reshape(-1)  # (G·K·M,)
+    traj = trajectory_advantages(returns, norm)  # (G, K, M)
+    prefix = mix(traj.mean(dim=2), memory_state_advantages(returns, norm), weight).reshape(-1)  # (G·K,)
+    after = mix(traj, local_advantages(returns, norm), weight).reshape(-1)  # (G·K·M,)
     return torch.where(step_prefix, prefix[torch.div(step_traj, m, rounding_mode="floor")], after[step_traj])
 
 

@@ -35,6 +35,7 @@ import gymnasium as gym
 import torch
 
 from agemem_gym.adapters.grpo.credit import fork_step_advantages
+from agemem_gym.adapters.grpo.losses import AdvantageNorm
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, Trajectory, _Turns, collect_groups
 from agemem_gym.runner import EpisodeEnd, SlotEnvs, play_episodes
 
@@ -146,11 +147,11 @@ def fork_returns(batch: ForkedBatch, group_size: int) -> torch.Tensor:
     return rewards.view(-1, group_size, batch.continuations)
 
 
-def attach_fork_advantages(batch: ForkedBatch, group_size: int, weight: float, eps: float) -> torch.Tensor:
+def attach_fork_advantages(batch: ForkedBatch, group_size: int, weight: float, norm: AdvantageNorm) -> torch.Tensor:
     """Set every sample's memory-state advantage; return the ``(G, K, M)`` returns."""
     returns = fork_returns(batch, group_size)
     step_traj = torch.tensor([s.traj for s in batch.samples], dtype=torch.long)
     prefix = torch.tensor(batch.prefix, dtype=torch.bool)
-    for sample, adv in zip(batch.samples, fork_step_advantages(returns, step_traj, prefix, weight, eps).tolist()):
+    for sample, adv in zip(batch.samples, fork_step_advantages(returns, step_traj, prefix, weight, norm).tolist()):
         sample.advantage = float(adv)
     return returns

@@ -9,6 +9,12 @@ sample std, the same ``A`` on every step of the trajectory (and every token of t
 and ``J = mean_tokens[ρ·A] − β·KL(π_θ ‖ π_ref)``; ``clip=None`` keeps the paper's unclipped
 ratio, a float gives the PPO-clipped surrogate of the released code.
 
+Dividing by the group's std turns any difference into a full-size advantage: two rewards
+that differ by one context token of compression (1.36e-5) give ±0.64. :class:`AdvantageNorm`
+says how a group is normalised: the paper's form, a floor under the std (the default of the
+trainer: differences far below the reward's resolution stay small), or no division at all
+(the "Dr. GRPO" form of Liu et al. 2025, "Understanding R1-Zero-Like Training").
+
 The mean is taken as a weighted sum whose weights are fixed by the whole minibatch (its
 token or sequence count, summed over processes), so the micro-batches of a minibatch, on
 every rank, add up to the minibatch mean.
@@ -16,11 +22,13 @@ every rank, add up to the minibatch mean.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
 
 __all__ = [
+    "AdvantageNorm",
     "group_advantages",
     "broadcast_to_steps",
     "broadcast_to_tokens",
@@ -31,8 +39,16 @@ __all__ = [
 ]
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, tol: float = 1e-9) -> torch.Tensor:
-    """Group-normalised advantages with the sample std (the paper's Eq. 5).
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    eps: float = 1e-6,
+    tol: float = 1e-9,
+    *,
+    std_floor: float = 0.0,
+    divide: bool = True,
+) -> torch.Tensor:
+    """Group-normalised advantages with the sample std (the paper's Eq. 5 by default).
 
     Args:
         rewards: ``(N,)`` trajectory rewards, groups contiguous (``N = G * K``).
@@ -40,6 +56,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, 
         eps: Added to the std.
         tol: A group whose rewards spread by at most ``tol · max(1, max |r|)`` counts as
             equal (float noise in the reward sums).
+        std_floor: The std is raised to at least this before dividing, so differences far
+            below it stay small advantages instead of being scaled to ±1.
+        divide: ``False``: ``r − mean`` only (no std division, "Dr. GRPO").
 
     Returns:
         ``(N,)`` advantages; a group whose rewards are all equal gets exact zeros.
@@ -47,18 +66,46 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, 
     Example:
         >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2)
         tensor([ 0.7071, -0.7071,  0.0000,  0.0000])
+        >>> one_token = torch.tensor([0.5, 0.5 + 1.36e-5], dtype=torch.float64)  # one context token apart
+        >>> group_advantages(one_token, 2).round(decimals=2)
+        tensor([-0.6400,  0.6400], dtype=torch.float64)
+        >>> group_advantages(one_token, 2, std_floor=0.02).abs().max().item() < 1e-3
+        True
     """
     if rewards.ndim != 1 or rewards.numel() % group_size:
         raise ValueError(f"expected (G*K,) rewards with K={group_size}, got shape {tuple(rewards.shape)}")
     grouped = rewards.view(-1, group_size)  # (G, K)
     mean = grouped.mean(dim=1, keepdim=True)  # (G, 1)
-    std = grouped.std(dim=1, unbiased=True, keepdim=True) if group_size > 1 else torch.zeros_like(mean)
-    advantages = (grouped - mean) / (std + eps)  # (G, K)
+    advantages = grouped - mean  # (G, K)
+    if divide:
+        std = grouped.std(dim=1, unbiased=True, keepdim=True) if group_size > 1 else torch.zeros_like(mean)
+        advantages = advantages / (std.clamp(min=std_floor) + eps)  # (G, K)
     # The mean of K equal rewards is not always that reward in floating point (K = 3 or 6 give
     # advantages of ~1e-11), so equal groups are set to exact zeros rather than left to rounding.
     spread = grouped.amax(dim=1, keepdim=True) - grouped.amin(dim=1, keepdim=True)  # (G, 1)
     flat = spread <= tol * grouped.abs().amax(dim=1, keepdim=True).clamp(min=1.0)  # (G, 1)
     return advantages.masked_fill(flat, 0.0).view(-1)  # (N,)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvantageNorm:
+    """How a group's rewards become advantages (:func:`group_advantages` with these settings).
+
+    Attributes:
+        form: ``"paper"``: ``(r − mean) / (std + eps)`` (Eq. 5); ``"std-floor"``: the same
+            with the std raised to at least ``std_floor``; ``"mean-only"``: ``r − mean``.
+        std_floor: The floor of ``"std-floor"``.
+        eps: Added to the std.
+    """
+
+    form: Literal["std-floor", "paper", "mean-only"] = "paper"
+    std_floor: float = 0.0
+    eps: float = 1e-6
+
+    def __call__(self, rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+        """``(N,)`` rewards in groups of ``group_size`` → ``(N,)`` advantages."""
+        floor = self.std_floor if self.form == "std-floor" else 0.0
+        return group_advantages(rewards, group_size, self.eps, std_floor=floor, divide=self.form != "mean-only")
 
 
 def broadcast_to_steps(traj_advantages: torch.Tensor, step_traj: torch.Tensor) -> torch.Tensor:
@@ -121,11 +168,22 @@ def policy_surrogate(
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: Literal["k1", "k2", "k3"] = "k3") -> torch.Tensor:
     """Per-token estimate of ``KL(π_θ ‖ π_ref)`` from samples of π_θ (Schulman's k1/k2/k3).
 
+    Each is an estimate of the *value* of ``KL(π_θ ‖ π_ref)``; used as a loss on samples of
+    π_θ (not differentiated through the sampling), their gradients differ (Tang and Munos
+    2025, "On a few pitfalls in KL divergence gradient estimation for RL"):
+
+    * ``k3`` (the default, GRPO's): its expected gradient is that of ``KL(π_ref ‖ π_θ)``,
+      the other direction: a pull toward the reference that is mass-covering.
+    * ``k2``: its expected gradient is exactly that of ``KL(π_θ ‖ π_ref)``.
+    * ``k1``: its expected gradient is zero (``E_θ[∇ log π_θ] = 0``): as a loss it adds only
+      noise and no pull to the reference. :class:`~agemem_gym.adapters.grpo.config.GRPOConfig`
+      warns when it is chosen; it stays for logging the KL value.
+
     Args:
         logp: ``(S, T)`` log-probs under the current policy.
         ref_logp: ``(S, T)`` log-probs under the reference policy.
         estimator: ``k1 = log r``, ``k2 = (log r)² / 2``, ``k3 = (r⁻¹ − 1) + log r`` with
-            ``r = π_θ / π_ref`` (k3 is unbiased and always ≥ 0).
+            ``r = π_θ / π_ref`` (k1 and k3 are unbiased value estimates; k3 is always ≥ 0).
 
     Returns:
         ``(S, T)`` per-token KL estimates.

@@ -46,7 +46,7 @@ from agemem_gym.adapters.grpo.config import GRPOConfig
 from agemem_gym.adapters.grpo.credit import credit_stats
 from agemem_gym.adapters.grpo.fork import ForkedBatch, attach_fork_advantages, collect_forked
 from agemem_gym.adapters.grpo.interrupt import InterruptGuard, TrainingInterrupted
-from agemem_gym.adapters.grpo.losses import broadcast_to_steps, group_advantages
+from agemem_gym.adapters.grpo.losses import AdvantageNorm, broadcast_to_steps
 from agemem_gym.adapters.grpo.metrics import StepProgress, episode_metrics, plot_training_curve
 from agemem_gym.adapters.grpo.rollout import RolloutBatch, collect_groups
 from agemem_gym.adapters.grpo.state import TrainState, build_state
@@ -191,10 +191,15 @@ def _collect_rollouts(state: TrainState, step: int) -> RolloutBatch:
         return collect_groups(state.envs, state.policy, tasks, k, seed=seed, on_turns=on_turns)
 
 
+def _advantage_norm(config: GRPOConfig) -> AdvantageNorm:
+    """The group normalisation ``config.advantage`` names (the paper's, with a std floor, or mean-only)."""
+    return AdvantageNorm(config.advantage, config.adv_std_floor, config.adv_eps)
+
+
 def _attach_advantages(batch: RolloutBatch, config: GRPOConfig) -> dict[str, float]:
     """Set every sample's advantage (trajectory or memory-state credit); the credit's metrics."""
     if isinstance(batch, ForkedBatch):
-        returns = attach_fork_advantages(batch, config.group_size, config.credit_weight, config.adv_eps)
+        returns = attach_fork_advantages(batch, config.group_size, config.credit_weight, _advantage_norm(config))
         return _credit_metrics(batch, returns)
     _attach_trajectory_advantages(batch, config)
     return {}
@@ -214,7 +219,7 @@ def _credit_metrics(batch: ForkedBatch, returns: torch.Tensor) -> dict[str, floa
 def _attach_trajectory_advantages(batch: RolloutBatch, config: GRPOConfig) -> None:
     """Group-normalise the trajectory rewards; every step of a trajectory gets its advantage."""
     rewards = torch.tensor([t.reward for t in batch.trajectories], dtype=torch.float64)  # (N,)
-    advantages = group_advantages(rewards, config.group_size, config.adv_eps)  # (N,)
+    advantages = _advantage_norm(config)(rewards, config.group_size)  # (N,)
     # A rollout an env worker lost (``worker_error``: a Ray actor died and its episode could not be
     # replayed) has no real reward; normalising its group against a made-up 0 would teach noise,
     # so that group gets zero advantage (its samples still pay the KL term).
