@@ -198,14 +198,19 @@ class EnvConfig:
 class RewardConfig:
     """The trajectory reward ``R = w_task R_task + w_context R_context + w_memory R_memory + P``.
 
-    Defaults are the paper's (App. C.4 weights 1/3, penalties −1 / −0.5, no answer −1).
+    Defaults: the paper's terms, penalties (−1 rounds, −0.5 overflow, −1 no answer) and
+    α = β = 1/3, with the task weighted as much as context and memory together (1/2, 1/4,
+    1/4) so that no memory work can stand in for a right answer: the paper calls the task
+    "the dominant component" (§3.5), but its equal weights (App. C.4, :meth:`paper`) let
+    honest memory work with a wrong answer outscore a right answer with none (0.54 against
+    0.43 on HotpotQA). The released code also gives the task half the weight.
     """
 
-    w_task: float = 1 / 3
+    w_task: float = 1 / 2
     """Weight of the task (judge) score."""
-    w_context: float = 1 / 3
+    w_context: float = 1 / 4
     """Weight of the context reward (compression, preventive, preservation)."""
-    w_memory: float = 1 / 3
+    w_memory: float = 1 / 4
     """Weight of the memory reward (storage, maintenance, relevance)."""
     w_tool_efficiency: float = 0.0
     """Weight of the released code's tool-efficiency term (0 in the paper)."""
@@ -229,12 +234,23 @@ class RewardConfig:
     cap was hit."""
     overflow_penalty: float = -0.5
     """P_overflow: the context exceeded T_max when answering."""
-    maintenance: Literal["changed", "any_update"] = "changed"
-    """R_maintenance (Eq. 24). ``"changed"`` (default): 1 if a delete ran or an update changed
-    a memory (its content, up to whitespace, or a metadata value). ``"any_update"``: the
-    paper's literal ``1[update or delete performed]``, which an update that rewrites a memory
-    as it was also earns. The default closes that free reward: maintenance is meant to pay for
-    keeping the store current, and a no-op update keeps nothing current."""
+    maintenance: Literal["current", "changed", "any_update"] = "current"
+    """R_maintenance (Eq. 24). ``"current"`` (default): 1 if an update or delete removed a
+    statement the environment had made stale (``Task.stale``: e.g. FactUpdate's superseded
+    values), not scored (its weight spread over storage and relevance) on a task where
+    nothing goes stale. Maintenance pays for keeping the store current; where nothing changes
+    there is nothing to keep current, and every edit there (a rephrasing, an appended " .", a
+    metadata tag, adding junk to delete it) would be free reward. ``"changed"``: 1 if any
+    delete or any update that changed a memory's words ran (no task knowledge needed; a
+    rephrasing earns it). ``"any_update"``: the paper's literal ``1[update or delete
+    performed]``, which an update that rewrites a memory as it was also earns."""
+    preventive_threshold: float = 0.5
+    """R_preventive counts a Summary/Filter call that reduced the context only when the
+    messages the environment delivered unasked (system prompt, user messages) held at least
+    this share of ``max_context_tokens``. A reduction prevents an overflow only when one is
+    in sight: at half the budget a few more paragraphs or retrievals can fill it, far below
+    it trimming pays nothing. Counting only delivered messages keeps an agent from inflating
+    the context with its own turns or retrievals just to trim it. 0 counts any reducing call."""
     invalid_call_penalty: float = -0.05
     """Added per invalid call (malformed turn, unknown tool, bad argument, unknown id)."""
     invalid_penalty_floor: float = -1.0
@@ -252,8 +268,12 @@ class RewardConfig:
         check_field_types(self)
         _check(self.mode in ("terminal", "dense"), f"mode must be terminal/dense, got {self.mode!r}")
         _check(
-            self.maintenance in ("changed", "any_update"),
-            f"maintenance must be changed/any_update, got {self.maintenance!r}",
+            self.maintenance in ("current", "changed", "any_update"),
+            f"maintenance must be current/changed/any_update, got {self.maintenance!r}",
+        )
+        _check(
+            0.0 <= self.preventive_threshold <= 1.0,
+            f"preventive_threshold must be in [0, 1], got {self.preventive_threshold!r}",
         )
         _check(len(self.context_weights) == 3 and len(self.memory_weights) == 3, "context/memory weights need 3 values")
         _check(
@@ -264,15 +284,29 @@ class RewardConfig:
 
     @classmethod
     def paper(cls, **overrides: Any) -> RewardConfig:
-        """The paper's reward (App. A.2 / C.4): weights 1/3, −1 no answer, −1 rounds, −0.5 overflow."""
-        return cls(**overrides)
+        """The paper's reward (App. A.2 / C.4): weights 1/3, −1 no answer, −1 rounds, −0.5 overflow.
+
+        With equal weights the context and memory terms together outweigh the task: honest
+        memory work with a wrong answer can outscore a right answer with no memory work
+        (``benchmarks/reward_exploits.py`` shows by how much).
+        """
+        base: dict[str, Any] = dict(w_task=1 / 3, w_context=1 / 3, w_memory=1 / 3)
+        base.update(overrides)
+        return cls(**base)
 
     @classmethod
     def released_code(cls, **overrides: Any) -> RewardConfig:
         """The released code's reward: weights 0.5 / 0.15 / 0.15 plus 0.2 tool efficiency.
 
-        The no-answer penalty is added unweighted, the total is clipped to [−1, 1] and any
-        update earns maintenance (the code counts the calls).
+        The no-answer penalty is added unweighted, the total is clipped to [−1, 1], any
+        update earns maintenance (the code counts the calls) and any reducing context call
+        earns the preventive term, however small the context.
+
+        Warning:
+            Exploitable by design, as the code it reproduces: a metadata-only or no-op update
+            earns maintenance and trimming a near-empty context earns the preventive term, so a
+            trained policy learns those for free reward (``benchmarks/reward_exploits.py``
+            lists what each exploit gains). Use it to compare with the released code, not to train.
         """
         base: dict[str, Any] = dict(
             w_task=0.5,
@@ -282,6 +316,7 @@ class RewardConfig:
             weight_no_answer=False,
             clip=(-1.0, 1.0),
             maintenance="any_update",
+            preventive_threshold=0.0,
         )
         base.update(overrides)
         return cls(**base)
@@ -295,6 +330,7 @@ class RewardConfig:
 
 
 REWARD_PRESETS = {
+    "default": RewardConfig,
     "paper": RewardConfig.paper,
     "released_code": RewardConfig.released_code,
     "answer_only": RewardConfig.answer_only,

@@ -291,6 +291,8 @@ class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
         self._round += 1
         self._trace.turns += 1
         self._rejected = []
+        # context pressure when the turn began, for R_preventive (what the environment delivered unasked)
+        self._pressure = self.turns.delivered_tokens() / self.config.max_context_tokens
         outcome = self.turns.take_turn(action, stage=self._stage, step=self._step, on_result=self._record)
         self._last_turn = outcome
         self._trace.tool_calls.update(call.name for call in outcome.parsed.calls)
@@ -421,7 +423,7 @@ class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
         return turn.results if turn is not None else ()
 
     def _record(self, call: ToolCall, result: ToolResult) -> None:
-        record_call(self._trace, result, stage=self._stage, step=self._step)
+        record_call(self._trace, result, stage=self._stage, step=self._step, pressure=self._pressure)
 
     def _advance(self) -> None:
         """Deliver the next incoming message, moving to the next stage when one runs out."""
@@ -492,6 +494,7 @@ class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
             max_context_tokens=self.config.max_context_tokens,
             max_rounds=self.config.max_rounds,
             memory_terms=terms,
+            stale=task.stale,
         )
         memories = [m.content for m in self.ltm]
         mq = memory_quality(memories, task.facts) if task.facts else None

@@ -6,18 +6,28 @@
   no-answer value (−1).
 * ``R_context = α·(R_compression, R_preventive, R_preservation)``:
   compression ``max(0, 1 − T_used/T_max)`` with T_used the context tokens when answering;
-  preventive 1 if a Summary/Filter ran before any overflow; preservation 1 if at least half
-  of the query's key terms appear, when answering, in what the *environment* put in the
-  context: user and tool messages, retrieved memories and summaries, never the agent's own
-  turns (an agent that repeats the question has not preserved it) and never the live query
-  message (pinned here, so checking it would always give 1).
-* ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the share of Stage-1
-  additions that state a new gold fact; maintenance 1 if any delete or any update that
-  changed a memory ran (``RewardConfig.maintenance`` keeps the paper's literal "any update");
-  relevance the share of memories retrieved in Stage 3 that state a gold fact. A memory
-  judge can score storage and relevance instead (the paper's LLM, Eqs. 23 and 25: pass its
+  preventive 1 if, before any overflow, a Summary/Filter call *reduced* the context while
+  it was under pressure: the messages the environment delivered unasked (system prompt and
+  user messages) held at least ``RewardConfig.preventive_threshold`` × T_max tokens (a call
+  that removes nothing, or trims a near-empty context, prevents no overflow); preservation 1
+  if at least half of the query's key terms appear, when answering, in what the
+  *environment* put in the context: user and tool messages, and the environment's words in
+  retrieved memories and summaries (:class:`~agemem_gym.turns.TurnEngine` tracks which words
+  of a memory the agent copied from the environment). Never the agent's own words: an agent
+  that repeats the question, in a turn or through a memory it wrote, has not preserved it;
+  and never the live query message (pinned here, so checking it would always give 1).
+* ``R_memory = β·(R_storage, R_maintenance, R_relevance)``: storage is the mean gold share
+  (:func:`~agemem_gym.graders.facts.gold_share`: the part of a memory that states a gold fact
+  no earlier memory stated) of the memories added in Stage 1, as they stood when Stage 1
+  ended; relevance the mean gold share of the memories retrieved in Stage 3; maintenance 1
+  if an update or delete removed a statement the environment had made stale (the task's
+  ``stale`` statements; not scored on a task where nothing goes stale).
+  ``RewardConfig.maintenance`` offers the looser ``"changed"`` (any update that changes a
+  memory's words, or any delete) and the paper's literal ``"any_update"``. A memory judge
+  can score storage and relevance instead (the paper's LLM, Eqs. 23 and 25: pass its
   :class:`~agemem_gym.graders.memory_terms.MemoryTerms`). A term with no score (no gold
-  facts and no judge) is left out, its weight spread over the others.
+  facts and no judge; maintenance with nothing stale) is left out, its weight spread over
+  the others.
 * ``P = P_rounds + P_overflow + P_invalid``: −1 when Stage 3 ran out of rounds (or, with
   ``RewardConfig.rounds_penalty_early_stages``, when any stage's round cap was hit without an
   ``<answer>``; charged once), −0.5 when the context exceeded T_max when answering, and the
@@ -33,7 +43,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agemem_gym.config import RewardConfig
-from agemem_gym.graders.facts import retrieval_relevance, storage_quality
+from agemem_gym.graders.facts import holds_stale, retrieval_relevance, storage_quality
 from agemem_gym.graders.memory_terms import MemoryTerms
 from agemem_gym.text import STOPWORDS, content_words
 from agemem_gym.tools import ADD_MEMORY, FILTER_CONTEXT, RETRIEVE_MEMORY, SUMMARY_CONTEXT
@@ -59,19 +69,26 @@ _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 class EpisodeTrace:
     """What the environment records during an episode for the reward and the final ``info``.
 
-    ``updates`` counts the updates that changed a memory, ``noop_updates`` those that
-    rewrote it as it was. ``rounds_exceeded`` is Stage 3 running out of rounds without an
-    answer (P_rounds); ``rounds_exceeded_stages`` lists, once each, every stage in which some
-    message's round cap was hit without an ``<answer>`` (Stage 3 included).
+    ``stage1_added`` holds the memories added in Stage 1 as they stood when Stage 1 ended
+    (a Stage-1 update rewrites its entry; ``stage1_ids`` maps each id to its entry).
+    ``updates`` counts the updates that changed a memory's words, ``noop_updates`` the others;
+    ``revisions`` lists ``(content before, content after)`` of each of those changing updates
+    and of each delete (``None`` after). ``reductions`` lists ``(step, pressure)`` of each
+    Summary/Filter call that reduced the context, pressure being the tokens the environment
+    had delivered unasked over T_max. ``rounds_exceeded`` is Stage 3 running out of rounds
+    without an answer (P_rounds); ``rounds_exceeded_stages`` lists, once each, every stage in
+    which some message's round cap was hit without an ``<answer>`` (Stage 3 included).
     """
 
     answer: str | None = None
     stage1_added: list[str] = dataclasses.field(default_factory=list)
+    stage1_ids: dict[str, int] = dataclasses.field(default_factory=dict)
     updates: int = 0
     noop_updates: int = 0
     deletes: int = 0
+    revisions: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
     retrieved_stage3: dict[str, str] = dataclasses.field(default_factory=dict)
-    first_reduction_step: int | None = None
+    reductions: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     first_overflow_step: int | None = None
     answer_context_tokens: int = 0
     answer_context: list[str] = dataclasses.field(default_factory=list)
@@ -83,31 +100,49 @@ class EpisodeTrace:
     turns: int = 0
 
 
-def record_call(trace: EpisodeTrace, result: ToolResult, *, stage: int, step: int) -> None:
+def record_call(trace: EpisodeTrace, result: ToolResult, *, stage: int, step: int, pressure: float) -> None:
     """Note in the episode trace what one call did, for the reward.
 
-    Reads only what the result says it did (``ok``, ``memory_op``, ``touches``...), never the
-    tool's name: Stage-1 additions (storage), updates and deletions (maintenance), memories
-    read in Stage 3 (relevance) and the first context reduction (preventive).
+    Reads only what the result says it did (``ok``, ``memory_op``, ``reduced``...), never the
+    tool's name: Stage-1 additions and their Stage-1 rewrites (storage), changing updates and
+    deletions (maintenance), memories read in Stage 3 (relevance) and context reductions
+    (preventive).
+
+    Args:
+        trace: The episode's trace.
+        result: What the call did.
+        stage: The stage it ran in.
+        step: The env step.
+        pressure: Tokens the environment had delivered unasked (system prompt, user
+            messages) when the turn began, over T_max.
     """
     if not result.ok:
         return
     if result.memory_op == "added":
-        if stage == 1:
+        if stage == 1 and result.memory_id is not None:
+            trace.stage1_ids[result.memory_id] = len(trace.stage1_added)
             trace.stage1_added.append(str(result.content))
     elif result.memory_op == "updated":
-        if result.changed:
-            trace.updates += 1
-        else:
-            trace.noop_updates += 1
+        _record_update(trace, result, stage)
     elif result.memory_op == "deleted":
         trace.deletes += 1
+        trace.revisions.append((result.previous or "", None))
     elif "ltm_read" in result.touches:
         if stage == 3:
             for item in result.retrieved:
                 trace.retrieved_stage3.setdefault(item.id, item.content)
-    elif "context" in result.touches and trace.first_reduction_step is None:
-        trace.first_reduction_step = step
+    elif "context" in result.touches and result.reduced:
+        trace.reductions.append((step, pressure))
+
+
+def _record_update(trace: EpisodeTrace, result: ToolResult, stage: int) -> None:
+    if not result.changed:
+        trace.noop_updates += 1
+        return
+    trace.updates += 1
+    trace.revisions.append((result.previous or "", str(result.content)))
+    if stage == 1 and result.memory_id in trace.stage1_ids:
+        trace.stage1_added[trace.stage1_ids[result.memory_id]] = str(result.content)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +158,7 @@ class RewardBreakdown:
     preservation: float
     memory: float
     storage: float | None
-    maintenance: float
+    maintenance: float | None
     relevance: float | None
     tool_efficiency: float
     rounds_penalty: float
@@ -192,20 +227,21 @@ def _weighted(values: Sequence[float | None], weights: Sequence[float]) -> float
     return sum(v * w for v, w in pairs) * (sum(weights) / total_w)
 
 
-def _preventive(trace: EpisodeTrace) -> float:
-    """1.0 if a Summary/Filter ran before the context first overflowed (or it never did)."""
-    reduced, overflowed = trace.first_reduction_step, trace.first_overflow_step
-    return float(reduced is not None and (overflowed is None or reduced < overflowed))
+def _preventive(trace: EpisodeTrace, threshold: float) -> float:
+    """1.0 if a call reduced the context under pressure (``>= threshold``) before it first overflowed."""
+    overflowed = trace.first_overflow_step
+    return float(any(p >= threshold and (overflowed is None or step < overflowed) for step, p in trace.reductions))
 
 
 def _context_terms(
-    trace: EpisodeTrace, question: str, max_context_tokens: int, answered: bool
+    trace: EpisodeTrace, config: RewardConfig, question: str, max_context_tokens: int, answered: bool
 ) -> tuple[float, float, float]:
     """Compression, preventive and preservation; compression and preservation need an answer."""
+    preventive = _preventive(trace, config.preventive_threshold)
     if not answered:
-        return 0.0, _preventive(trace), 0.0
+        return 0.0, preventive, 0.0
     compression = max(0.0, 1.0 - trace.answer_context_tokens / max_context_tokens)
-    return compression, _preventive(trace), preservation(question, trace.answer_context)
+    return compression, preventive, preservation(question, trace.answer_context)
 
 
 def _memory_terms(
@@ -220,12 +256,26 @@ def _memory_terms(
     return storage, retrieval_relevance(list(trace.retrieved_stage3.values()), facts)
 
 
-def _maintenance(trace: EpisodeTrace, config: RewardConfig) -> float:
-    """R_maintenance (Eq. 24): 1 if a delete or an update that changed a memory ran.
+def _maintenance(
+    trace: EpisodeTrace, config: RewardConfig, stale: Sequence[str] | None, facts: Sequence[str] | None
+) -> float | None:
+    """R_maintenance (Eq. 24) under ``config.maintenance`` (see :class:`~agemem_gym.config.RewardConfig`).
 
-    A no-op update counts too when ``config.maintenance == "any_update"`` (the paper's literal
-    indicator).
+    ``"current"``: 1 if an update or delete took a memory from stating a ``stale`` statement
+    to not stating it; ``None`` (not scored) when the task has no stale statements.
+    ``"changed"``: 1 if any delete or word-changing update ran. ``"any_update"``: also a
+    no-op update (the paper's literal indicator).
     """
+    if config.maintenance == "current":
+        if not stale:
+            return None
+        facts = facts or ()
+        return float(
+            any(
+                holds_stale(before, stale, facts) and (after is None or not holds_stale(after, stale, facts))
+                for before, after in trace.revisions
+            )
+        )
     updates = trace.updates + (trace.noop_updates if config.maintenance == "any_update" else 0)
     return float(updates + trace.deletes > 0)
 
@@ -270,6 +320,7 @@ def compute_reward(
     max_context_tokens: int,
     max_rounds: int,
     memory_terms: MemoryTerms | None = None,
+    stale: Sequence[str] | None = None,
 ) -> RewardBreakdown:
     """The trajectory reward of an ended episode.
 
@@ -283,15 +334,17 @@ def compute_reward(
         max_rounds: Stage-3 round cap (for the tool-efficiency term).
         memory_terms: R_storage and R_relevance as a memory judge scored them
             (:func:`~agemem_gym.graders.memory_terms.judge_memory_terms`); ``None``: from ``facts``.
+        stale: Statements the environment superseded during the episode (``Task.stale``),
+            for R_maintenance; ``None`` or empty: nothing went stale.
 
     Returns:
         The breakdown; ``total`` is what the last step returns.
     """
     answered = task_score is not None
     task = config.no_answer if task_score is None else float(task_score)
-    compression, preventive, preserved = _context_terms(trace, question, max_context_tokens, answered)
+    compression, preventive, preserved = _context_terms(trace, config, question, max_context_tokens, answered)
     storage, relevance = _memory_terms(trace, facts, memory_terms)
-    maintenance = _maintenance(trace, config)
+    maintenance = _maintenance(trace, config, stale, facts)
     context = _weighted([compression, preventive, preserved], config.context_weights)
     memory = _weighted([storage, maintenance, relevance], config.memory_weights)
     te = tool_efficiency(trace, max_rounds) if config.w_tool_efficiency else 0.0

@@ -173,7 +173,11 @@ def _collect(env: MemoryEnv) -> dict[str, Any]:
         "ltm": ltm_state.capture(env.ltm),
         "stm": {"_messages": list(env.stm._messages), "_tokens": env.stm._tokens},
         # summary provenance is keyed by id(message): kept as pairs, re-keyed on restore
-        "turns": {"overflow_noticed": turns.overflow_noticed, "summaries": list(turns._summary_views.values())},
+        "turns": {
+            "overflow_noticed": turns.overflow_noticed,
+            "message_views": list(turns.message_views.values()),
+            "memory_views": dict(turns.memory_views),
+        },
     }
 
 
@@ -188,7 +192,8 @@ def _install(env: MemoryEnv, state: dict[str, Any]) -> None:
     env.stm._tokens = state["stm"]["_tokens"]
     env.turns.config = env.config
     env.turns.overflow_noticed = state["turns"]["overflow_noticed"]
-    env.turns._summary_views = {id(message): (message, text) for message, text in state["turns"]["summaries"]}
+    env.turns.message_views = {id(message): (message, text) for message, text in state["turns"]["message_views"]}
+    env.turns.memory_views = dict(state["turns"]["memory_views"])
 
 
 def _class_path(env: MemoryEnv) -> str:

@@ -22,6 +22,10 @@ class Task:
             ``material`` when ``None``.
         facts: Gold supporting facts for memory quality and the memory reward (``None`` when
             the task has none).
+        stale: Statements the environment supersedes during the episode (an old value a
+            later message replaces or withdraws): a memory that still states one is out of
+            date, and removing it earns R_maintenance. ``None``: nothing goes stale (the
+            term is then not scored).
         extra: Task-specific data (e.g. the record it came from).
     """
 
@@ -31,4 +35,5 @@ class Task:
     material: tuple[str, ...] = ()
     single_material: str | None = None
     facts: tuple[str, ...] | None = None
+    stale: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)

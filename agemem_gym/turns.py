@@ -13,7 +13,11 @@ one place:
   related memories;
 * :meth:`TurnEngine.observe`: the overflow notice and the packed context the agent sees;
 * :meth:`TurnEngine.environment_view`: what the *environment* put in the context (the
-  answer-time context the preservation reward checks).
+  answer-time context the preservation reward checks). Text the agent wrote reaches the
+  context again through summaries and retrieved memories; the engine keeps, for each summary
+  and each memory, the words of it that the environment had shown the agent
+  (:func:`shared_words`), so the agent's own words never count as the environment's however
+  they travel (turn → memory → retrieval → summary).
 
 What a turn *means* (moving to the next message, ending the episode, rewards, team roles)
 stays with the env. :func:`turn_info` turns an outcome into the small JSON-able
@@ -28,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agemem_gym.config import EnvConfig
+from agemem_gym.memory.ltm import MemoryItem
 from agemem_gym.memory.stm import Message, PackedContext, ShortTermMemory, TokenCounter
 from agemem_gym.tools import (
     FILTER_CONTEXT,
@@ -61,8 +66,9 @@ _WORD = re.compile(r"[\w'’.,-]+")
 def shared_words(text: str, source: str) -> str:
     """The words of ``text`` that also occur in ``source`` (case-insensitive), in ``text``'s order.
 
-    A summary's environment content: what it kept of the environment messages it replaced,
-    so question words it copied from the agent's own turns do not count as preserved.
+    A summary's or a memory's environment content: what it kept of the environment messages
+    it was made from, so question words copied from the agent's own turns do not count as
+    preserved.
 
     Example:
         >>> shared_words("assistant: Who is Gutzon Borglum? user: Borglum carved it.", "Borglum carved Rushmore")
@@ -172,13 +178,17 @@ class TurnEngine:
         self.interactive = interactive
         self.refuse = refuse
         self.overflow_noticed = False
-        # id(summary message) -> (the message, kept alive so the id stays unique; its environment content)
-        self._summary_views: dict[int, tuple[Message, str]] = {}
+        # id(summary or retrieval message) -> (the message, kept alive so the id stays unique;
+        # its environment content)
+        self.message_views: dict[int, tuple[Message, str]] = {}
+        # memory id -> the words of its content the environment had shown this agent
+        self.memory_views: dict[str, str] = {}
 
     def reset(self) -> None:
-        """Forget the overflow-notice state and the summaries' provenance (a new episode)."""
+        """Forget the overflow-notice state and the provenance of summaries and memories (a new episode)."""
         self.overflow_noticed = False
-        self._summary_views.clear()
+        self.message_views.clear()
+        self.memory_views.clear()
 
     # ------------------------------------------------------------------ turns
     def take_turn(self, action: Any, *, stage: int, step: int, on_result: OnResult | None = None) -> TurnOutcome:
@@ -221,11 +231,33 @@ class TurnEngine:
                 result = self.executor.run(call, stage=stage, step=step, turn=turn)
                 if result.ok and "context" in result.touches:
                     self._note_summaries(before)
+                self._note_memory(result)
                 if on_result is not None:
                     on_result(call, result)
             results.append(result)
-            shown.append(self.stm.append("tool", result.message, kind=message_kind(result), stage=stage))
+            message = self.stm.append("tool", result.message, kind=message_kind(result), stage=stage)
+            if message.kind == "retrieval":
+                self._note_retrieval(message, result.retrieved)
+            shown.append(message)
         return tuple(results), tuple(shown)
+
+    def _note_memory(self, result: ToolResult) -> None:
+        """Record which words of a memory the agent just wrote it had seen from the environment."""
+        mid = result.memory_id
+        if not result.ok or mid is None:
+            return
+        if result.memory_op == "deleted":
+            self.memory_views.pop(mid, None)
+        elif result.memory_op in ("added", "updated") and result.content is not None:
+            # an update may keep words of the old content, whose sources may have left the context
+            source = "\n".join((*self.environment_view(), self.memory_views.get(mid, "")))
+            self.memory_views[mid] = shared_words(result.content, source)
+
+    def _note_retrieval(self, message: Message, items: Sequence[MemoryItem]) -> None:
+        """A retrieval message's environment content: the environment's words of each memory shown."""
+        # a memory this engine did not write (a teammate's, a store loaded from a file) is not this agent's text
+        text = "\n".join(self.memory_views.get(item.id, item.content) for item in items)
+        self.message_views[id(message)] = (message, text)
 
     def _note_summaries(self, before: Sequence[Message]) -> None:
         """Give each summary a context tool just made its environment content (see :func:`shared_words`)."""
@@ -236,14 +268,14 @@ class TurnEngine:
         for m in after:
             if m.kind == "summary" and id(m) not in old:
                 source = "\n".join(self._environment_text(r) for r in replaced)
-                self._summary_views[id(m)] = (m, shared_words(m.content, source))
+                self.message_views[id(m)] = (m, shared_words(m.content, source))
 
     def _environment_text(self, message: Message) -> str:
         """The part of ``message`` the environment wrote ("" for the agent's own text)."""
         if message.kind in _NOT_ENVIRONMENT or message.role in ("assistant", "system"):
             return ""
-        if message.kind == "summary" and id(message) in self._summary_views:
-            return self._summary_views[id(message)][1]
+        if message.kind in ("summary", "retrieval") and id(message) in self.message_views:
+            return self.message_views[id(message)][1]
         if message.role == "tool" and message.content.startswith(TOOL_ERROR_PREFIX):
             return ""  # a failed call's error quotes the agent's arguments back
         return message.content
@@ -252,11 +284,20 @@ class TurnEngine:
         """What the environment put in the context: user and tool messages, retrieved memories, summaries.
 
         The agent's own turns, the system prompt, the live query and the error reports that
-        quote the agent are left out, and a summary counts for the words it kept of the
-        environment messages it replaced. This is the answer-time context R_preservation
-        checks: repeating the question in a turn (or summarising such a turn) preserves nothing.
+        quote the agent are left out; a summary counts for the words it kept of the
+        environment messages it replaced, a retrieved memory for the words its writer had seen
+        from the environment. This is the answer-time context R_preservation checks: repeating
+        the question in a turn, a summary or a memory preserves nothing.
         """
         return tuple(text for m in self.stm.messages if (text := self._environment_text(m)))
+
+    def delivered_tokens(self) -> int:
+        """Tokens of what the environment delivered unasked: the system prompt and the user messages.
+
+        The context pressure R_preventive weighs a reduction by: the agent cannot raise it
+        with its own turns or retrievals.
+        """
+        return sum(m.tokens for m in self.stm.messages if m.role in ("system", "user"))
 
     def _report_errors(self, parsed: ParsedTurn, cut: bool, stage: int) -> tuple[str, ...]:
         errors = ((cut_notice(self.config.max_response_tokens),) if cut else ()) + parsed.errors
@@ -280,7 +321,8 @@ class TurnEngine:
         if auto_retrieve_k and len(ltm):
             items = [m for m in ltm.search(content, top_k=auto_retrieve_k) if m.score > 0.0]
             if items:
-                self.stm.append("tool", format_retrieved(items, AUTO_RETRIEVAL_HEADER), kind="retrieval", stage=stage)
+                text = format_retrieved(items, AUTO_RETRIEVAL_HEADER)
+                self._note_retrieval(self.stm.append("tool", text, kind="retrieval", stage=stage), items)
 
     # ------------------------------------------------------------------ what the agent sees
     def observe(self, budget: int, *, stage: int) -> tuple[Observation, PackedContext]:

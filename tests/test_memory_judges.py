@@ -82,10 +82,20 @@ def no_facts_data(tmp_path):
 
 # --------------------------------------------------------------- the default is today's reward
 # storage and relevance of HotpotQA tasks 0-2 (seeds 0-2) before the judge became pluggable
+# storage and relevance are gold shares: a whole paragraph stored as one memory counts for
+# the part of it that states a gold fact, and so does each sentence chunk of rag
 BEFORE = {
     "oracle": [(1.0, 1.0)] * 3,
-    "store-all": [(0.2, 2 / 3), (0.2, 1 / 3), (0.2, 1 / 3)],
-    "rag": [(0.08888888888888889, 1 / 3), (0.05, 1 / 3), (0.03773584905660377, 1 / 3)],
+    "store-all": [
+        (0.09675373134328358, 0.32251243781094524),
+        (0.12215053763440861, 0.2888888888888889),
+        (0.05434969853574505, 0.1317829457364341),
+    ],
+    "rag": [
+        (0.08484848484848485, 0.27272727272727276),
+        (0.04666666666666667, 0.2888888888888889),
+        (0.03773584905660377, 0.3333333333333333),
+    ],
 }
 
 
@@ -134,7 +144,8 @@ def test_reward_storage_and_relevance_are_what_the_judge_returns():
     gold = compute_reward(trace, RewardConfig(), **kwargs)
     assert (judged.storage, judged.relevance) == (0.25, 0.75)
     assert (gold.storage, gold.relevance) == (0.5, 0.5)
-    assert judged.memory == pytest.approx((0.25 + judged.maintenance + 0.75) / 3)
+    assert judged.maintenance is None  # nothing went stale: storage and relevance share the weight
+    assert judged.memory == pytest.approx((0.25 + 0.75) / 2)
     # a judge on a task without gold facts keeps the terms in R_memory
     no_facts = compute_reward(trace, RewardConfig(), memory_terms=terms, **{**kwargs, "facts": None})
     assert (no_facts.storage, no_facts.relevance) == (0.25, 0.75)
@@ -146,7 +157,8 @@ def test_env_takes_the_terms_from_its_memory_judge():
     info = play(env, make("rag"))
     components = info["reward_components"]
     assert (components["storage"], components["relevance"]) == (0.25, 0.75)
-    assert components["memory"] == pytest.approx((0.25 + components["maintenance"] + 0.75) / 3)
+    assert components["maintenance"] is None
+    assert components["memory"] == pytest.approx((0.25 + 0.75) / 2)
     assert info["memory_quality"] == 0.5 and "judge_notes" not in info
     task = env.unwrapped._task
     (_, added, question, answers, facts), (_, retrieved, *_) = judge.asked
@@ -177,7 +189,7 @@ def test_a_failing_judge_falls_back_with_a_note(bad, tmp_path):
     assert info["reward_components"]["storage"] == BEFORE["rag"][0][0]  # the gold-fact score
     assert info["reward_components"]["relevance"] == 0.75
     (note,) = info["judge_notes"]
-    assert note.startswith("scripted: storage judge failed") and "gold-fact score 0.089" in note
+    assert note.startswith("scripted: storage judge failed") and "gold-fact score 0.085" in note
     # without gold facts the term is left out
     env = gym.make("AgeMem/HotpotQA-v0", data_path=no_facts_data(tmp_path), memory_judge=ScriptedJudge(0.3, bad))
     info = play(env, make("rag"))

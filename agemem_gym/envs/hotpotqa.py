@@ -58,10 +58,11 @@ class HotpotQAEnv(MemoryEnv):
 
     0 on every step but the last, which returns the paper's trajectory reward: the answer's
     judge score (offline default: HotpotQA F1; −1 without an answer), the context reward
-    (compression, preventive, preservation) and the memory reward (storage and relevance
-    against the gold supporting facts, maintenance), weights 1/3 each, plus penalties (−1
-    when Stage 3 runs out of rounds, −0.5 on overflow, −0.05 per invalid call).
-    ``reward="released_code"`` / ``"answer_only"`` select the other presets;
+    (compression, preventive, preservation) and the memory reward (the gold share of the
+    stored and of the retrieved memories; maintenance is not scored, since no fact here goes
+    stale), weighted 1/2, 1/4, 1/4, plus penalties (−1 when Stage 3 runs out of rounds, −0.5
+    on overflow, −0.05 per invalid call). ``reward="paper"`` (weights 1/3 each),
+    ``"released_code"`` / ``"answer_only"`` select the other presets;
     ``RewardConfig(mode="dense")`` spreads it over the steps with the same episode total.
 
     ## Starting State

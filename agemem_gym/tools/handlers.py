@@ -27,7 +27,6 @@ import json
 import re
 from typing import Any
 
-from agemem_gym.memory.ltm import MemoryItem
 from agemem_gym.tools.context import ToolContext
 from agemem_gym.tools.results import ToolResult, format_retrieved, tool_error
 
@@ -43,6 +42,7 @@ __all__ = [
 
 _SPAN_N = re.compile(r"^\s*(\d{1,6})\s*$")
 _SPAN_RANGE = re.compile(r"^\s*(\d{1,6})\s*-\s*(\d{1,6})\s*$")
+_WORDS = re.compile(r"\w+")
 
 
 # ------------------------------------------------------------------------ checks
@@ -127,7 +127,7 @@ def update_memory(
     )
     if problem:
         return problem
-    changed = _update_changes(ctx.ltm.get(memory_id), content, metadata)
+    before = ctx.ltm.get(memory_id)
     meta = dict(metadata or {})
     meta["updated_step"] = ctx.step
     if not ctx.ltm.update(memory_id, content, meta):  # deleted by another agent meanwhile
@@ -139,20 +139,18 @@ def update_memory(
         memory_id=memory_id,
         memory_op="updated",
         content=content,
-        changed=changed,
+        changed=before is None or _words(content) != _words(before.content),
+        previous=None if before is None else before.content,
     )
 
 
-def _update_changes(before: MemoryItem | None, content: str, metadata: dict[str, Any] | None) -> bool:
-    """Whether an update changes the memory: new content (up to whitespace) or a new metadata value.
+def _words(text: str) -> list[str]:
+    """The words of ``text`` in order, lower-cased: what an update must change to change a memory.
 
-    The ``updated_step`` bookkeeping the handler adds is not a change the agent made.
+    Case, punctuation, whitespace and metadata are left out: appending " ." or tagging a
+    memory keeps nothing more current, so it must not earn the maintenance reward.
     """
-    if before is None:
-        return True  # deleted meanwhile: the update fails anyway
-    if " ".join(content.split()) != " ".join(before.content.split()):
-        return True
-    return any(key not in before.metadata or before.metadata[key] != value for key, value in (metadata or {}).items())
+    return _WORDS.findall(text.lower())
 
 
 def delete_memory(ctx: ToolContext, *, memory_id: str, confirmation: bool) -> ToolResult:
@@ -162,10 +160,16 @@ def delete_memory(ctx: ToolContext, *, memory_id: str, confirmation: bool) -> To
         return problem
     if not confirmation:
         return ToolResult(ctx.name, True, "[memory tool result]\nmemory_deletion_cancelled: confirmation_required")
+    before = ctx.ltm.get(memory_id)
     if not ctx.ltm.delete(memory_id):  # deleted by another agent meanwhile
         return _check_id(ctx, memory_id) or tool_error(ctx.name, f"memory {memory_id} could not be deleted")
     return ToolResult(
-        ctx.name, True, f"[memory tool result]\nmemory_deleted: {memory_id}", memory_id=memory_id, memory_op="deleted"
+        ctx.name,
+        True,
+        f"[memory tool result]\nmemory_deleted: {memory_id}",
+        memory_id=memory_id,
+        memory_op="deleted",
+        previous=None if before is None else before.content,
     )
 
 

@@ -32,10 +32,13 @@ class ToolResult:
         content: The text a successful add or update stored.
         touches: What the tool may touch, from its declaration in the tool table:
             ``"ltm_write"``, ``"ltm_read"``, ``"context"``.
-        changed: For a successful update: whether it changed the memory (its content, up
-            to whitespace, or a metadata value the agent gave). An update that rewrites a
-            memory as it was is still ``memory_op="updated"`` (the agent sees the same
-            result), but ``changed=False`` keeps it out of the default maintenance reward.
+        changed: For a successful update: whether it changed the memory's words (case,
+            punctuation, whitespace and metadata do not count). An update that rewrites a
+            memory as it was, re-punctuates it or only tags it is still
+            ``memory_op="updated"`` (the agent sees the same result), but ``changed=False``
+            keeps it out of the maintenance reward.
+        previous: For a successful update or delete: the memory's content before the call
+            (the maintenance reward checks whether the call removed a stale statement).
     """
 
     name: str
@@ -48,6 +51,7 @@ class ToolResult:
     content: str | None = None
     touches: frozenset[str] = frozenset()
     changed: bool = True
+    previous: str | None = None
 
 
 def tool_error(name: str, problem: str) -> ToolResult:

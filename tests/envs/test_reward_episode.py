@@ -135,18 +135,27 @@ def _update_episode(content_of, reward=None, metadata=None):
     return update_call, info
 
 
-def test_a_no_op_update_earns_no_maintenance():
-    shown, info = _update_episode(lambda c: "  the secret   colour is red ")
-    assert shown["ok"] and shown["memory_op"] == "updated"  # the agent sees the same result
-    assert shown["message"].startswith("[memory tool result]\nmemory_updated: ")
-    assert info["reward_components"]["maintenance"] == 0.0
+def test_an_update_that_changes_no_word_earns_no_maintenance():
+    changed = {"maintenance": "changed"}
+    for content_of, metadata in [
+        (lambda c: "  the secret   colour is red ", None),
+        (lambda c: c + " .", None),  # a punctuation edit
+        (lambda c: c.upper(), None),
+        (lambda c: c, {"source": "user"}),  # a metadata-only edit
+    ]:
+        shown, info = _update_episode(content_of, reward=changed, metadata=metadata)
+        assert shown["ok"] and shown["memory_op"] == "updated"  # the agent sees the same result
+        assert shown["message"].startswith("[memory tool result]\nmemory_updated: ")
+        assert info["reward_components"]["maintenance"] == 0.0
 
 
-def test_a_real_update_earns_maintenance():
-    _, info = _update_episode(lambda c: "the secret colour is red (stated in Stage 1)")
+def test_a_real_update_earns_maintenance_only_where_it_is_asked_for():
+    reworded = lambda c: "the secret colour is red (stated in Stage 1)"  # noqa: E731
+    _, info = _update_episode(reworded, reward={"maintenance": "changed"})
     assert info["reward_components"]["maintenance"] == 1.0
-    _, info = _update_episode(lambda c: c, metadata={"source": "user"})
-    assert info["reward_components"]["maintenance"] == 1.0
+    # by default maintenance pays for removing what went stale; nothing goes stale in Probe-Recall
+    _, info = _update_episode(reworded)
+    assert info["reward_components"]["maintenance"] is None
 
 
 def test_the_papers_literal_indicator_stays_available():

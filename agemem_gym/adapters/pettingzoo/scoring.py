@@ -39,11 +39,12 @@ class AgentRecord:
     updates: int = 0
     noop_updates: int = 0
     deletes: int = 0
+    revisions: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
     invalid_calls: int = 0
     tool_calls: Counter[str] = dataclasses.field(default_factory=Counter)
     turns: int = 0
     retrieved: dict[str, str] = dataclasses.field(default_factory=dict)
-    first_reduction: int | None = None
+    reductions: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     first_overflow: int | None = None
     answer_context_tokens: int = 0
     answer_context: list[str] = dataclasses.field(default_factory=list)
@@ -73,8 +74,9 @@ def _team_trace(
     trace.updates = sum(r.updates for r in coop)
     trace.noop_updates = sum(r.noop_updates for r in coop)
     trace.deletes = sum(r.deletes for r in coop)
+    trace.revisions = [rev for r in coop for rev in r.revisions]
     trace.retrieved_stage3 = {mid: PLANTED if mid in planted else c for mid, c in ans.retrieved.items()}
-    trace.first_reduction_step = ans.first_reduction
+    trace.reductions = list(ans.reductions)
     trace.first_overflow_step = ans.first_overflow
     trace.answer_context_tokens = ans.answer_context_tokens
     trace.answer_context = list(ans.answer_context)
@@ -101,6 +103,7 @@ def score_team(
     team_weight: float,
     memory_judge: Any = None,
     answers: Sequence[str] = (),
+    stale: Sequence[str] | None = None,
 ) -> TeamOutcome:
     """Score an ended team episode.
 
@@ -122,6 +125,7 @@ def score_team(
         memory_judge: Scores the storage and relevance terms (the source env's ``memory_judge``;
             ``None``: from the gold facts). A failure leaves a line in ``info["judge_notes"]``.
         answers: The gold answers, for the memory judge.
+        stale: Statements the task superseded (``Task.stale``), for R_maintenance.
 
     Returns:
         The outcome.
@@ -139,6 +143,7 @@ def score_team(
         max_context_tokens=max_context_tokens,
         max_rounds=max_rounds,
         memory_terms=terms,
+        stale=stale,
     )
     outcome = _outcome(records, breakdown, answer, grade, facts, memories, saboteurs, planted, config, team_weight)
     outcome.info.update({"judge_notes": list(terms.notes)} if terms.notes else {})

@@ -49,6 +49,7 @@ class _Agent:
     step_invalid: int = 0
     packed_tokens: int = 0
     last_turn: TurnOutcome | None = None  # this cycle's turn (None: not applied)
+    pressure: float = 0.0  # delivered tokens over the budget when the turn began (R_preventive)
 
     @property
     def stm(self) -> ShortTermMemory:
@@ -323,6 +324,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         """
         state = self._state[agent]
         record = functools.partial(self._record, state)
+        state.pressure = state.turns.delivered_tokens() / self.config.max_context_tokens
         outcome = state.turns.take_turn(action, stage=state.stage, step=self._cycle, on_result=record)
         state.record.tool_calls.update(call.name for call in outcome.parsed.calls)
         state.step_invalid = outcome.invalid
@@ -341,6 +343,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
                 rec.added.append(str(result.content))
             elif result.changed:
                 rec.updates += 1
+                rec.revisions.append((result.previous or "", str(result.content)))
             else:
                 rec.noop_updates += 1
             self._writers[mid] = state.name
@@ -348,6 +351,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
                 self.ltm.update(mid, metadata={"author": state.name})
         elif result.memory_op == "deleted" and mid:
             rec.deletes += 1
+            rec.revisions.append((result.previous or "", None))
             self._writers.pop(mid, None)
         elif "ltm_read" in result.touches:
             if state.role == "answerer" and self._readers_done:
@@ -356,8 +360,8 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
                     if item.id not in rec.retrieved:
                         rec.retrieved[item.id] = item.content
                         self._retrieved_writers[item.id] = self._writers.get(item.id, "")
-        elif "context" in result.touches and rec.first_reduction is None:
-            rec.first_reduction = self._cycle
+        elif "context" in result.touches and result.reduced:
+            rec.reductions.append((self._cycle, state.pressure))
 
     def _advance(self, state: _Agent) -> None:
         """Give a reader its next piece of material (with related shared memories), or the end notice."""
@@ -446,6 +450,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
             team_weight=self.team_weight,
             memory_judge=self.source.memory_judge,  # the task env's judge scores storage and relevance too
             answers=task.answers,
+            stale=task.stale,
         )
         self._final = outcome.info
         self._final_rewards = outcome.rewards

@@ -78,6 +78,7 @@ class SyntheticMemoryEnv(MemoryEnv):
             material=script.messages,
             single_material="Here is everything I told you over the last while:\n" + "\n".join(script.messages),
             facts=script.facts,
+            stale=tuple(r.old for r in script.revisions) or None,
             extra={
                 "revisions": tuple(dataclasses.asdict(r) for r in script.revisions),
                 "target": script.target,
@@ -130,8 +131,9 @@ class FactUpdateEnv(SyntheticMemoryEnv):
 
     ## Rewards
 
-    The paper's trajectory reward on the last step; ``task_score`` is the exact match
-    (after answer normalisation) with the gold value.
+    The trajectory reward on the last step; ``task_score`` is the exact match (after answer
+    normalisation) with the gold value. ``Task.stale`` lists the target's superseded
+    statements: updating or deleting a memory that still states one earns R_maintenance.
 
     ## Starting State
 
