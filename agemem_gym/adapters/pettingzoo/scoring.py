@@ -120,10 +120,8 @@ def score_team(
         max_context_tokens: T_max.
         max_rounds: Round cap (tool-efficiency term).
         cycles: Cycles played.
-        team_weight: Share of the team reward in a cooperative agent's reward; the rest is
-            its individual term (a reader's storage quality, the answerer's task term).
-        memory_judge: Scores the storage and relevance terms (the source env's ``memory_judge``;
-            ``None``: from the gold facts). A failure leaves a line in ``info["judge_notes"]``.
+        team_weight: A cooperative agent's share of the team reward; the rest is its own term (storage or task).
+        memory_judge: Scores storage and relevance (``None``: the gold facts); failures go to ``judge_notes``.
         answers: The gold answers, for the memory judge.
         stale: Statements the task superseded (``Task.stale``), for R_maintenance.
 
