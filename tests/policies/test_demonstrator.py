@@ -45,7 +45,8 @@ def test_oracle_stores_the_probe_recall_fact(task):
     ("env_id", "kwargs"), [("AgeMem/Probe-Recall-v0", {"num_tasks": 64}), ("AgeMem/MemoryProbe-v0", {})]
 )
 def test_demonstrator_solves_probes_from_memory(env_id, kwargs):
-    scores = [_play(policies.make("demonstrator"), env_id, t, **kwargs)[0]["task_score"] for t in range(8)]
+    tasks = range(0, 64, 3)  # Probe-Recall: with and without an object ("the secret colour of the box")
+    scores = [_play(policies.make("demonstrator"), env_id, t, **kwargs)[0]["task_score"] for t in tasks]
     assert sum(scores) / len(scores) >= 0.99
 
 
