@@ -143,6 +143,8 @@ def test_agemem_sft_writes_a_folder_that_agemem_run_loads(tmp_path, capsys):
     run = ["run", PROBE, "--policy", "hf", "--model", str(out), "--episodes", "1", "--no-progress"]
     kwargs = json.dumps({"num_tasks": 2, "max_rounds": 2, "tools_in_system_prompt": False})
     assert cli.main([*run, "--env-kwargs", kwargs, "--policy-kwargs", '{"max_new_tokens": 8}']) == 0
+    grpo = ["train", "--config", "cpu-smoke", "--model", str(out), "--steps", "1", "--no-progress"]
+    assert cli.main([*grpo, "--output-dir", str(tmp_path / "grpo")]) == 0  # the warm start trains on
     with pytest.raises(SystemExit):  # a used folder is refused
         raise SystemExit(cli.main([*args, "--output-dir", str(out), "--no-progress"]))
     assert "pass --overwrite" in capsys.readouterr().err
