@@ -94,6 +94,8 @@ def test_cloned_turns_speak_the_turn_grammar():
         assert turn.kind in ("tool_call", "answer") and not turn.notes
         assert sample.response_ids[-1] == tok.eos_token_id
         grammar.masks(grammar.text(), sample.response_ids[:-1])  # raises on a token the grammar rejects
+        matcher = grammar.matcher(grammar.text())
+        assert matcher.consume_tokens(list(sample.response_ids)) and matcher.is_accepting()  # the turn ends there
 
 
 def test_recorded_episodes_give_the_played_demonstrations(tmp_path):
