@@ -67,7 +67,7 @@ class SFTConfig:
     """LoRA α."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 turns it off)."""
-    row_tokens: int = 16384
+    row_tokens: int = 8192
     """Most tokens in one forward pass (a step's turns with their shared prefix written once)."""
     tools: bool | str = "auto"
     """How the prompts pass tool schemas (the HF policy's ``tools``; keep the policy's value)."""
