@@ -14,6 +14,7 @@ __all__ = [
     "words",
     "content_words",
     "token_f1",
+    "find_stated",
 ]
 
 STOPWORDS = frozenset(
@@ -107,3 +108,35 @@ def token_f1(prediction: str, reference: str) -> float:
     precision = overlap / len(pred)
     recall = overlap / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+_FINAL_PUNCT = ".!?;:,"
+
+
+def find_stated(fact: str, text: str) -> str | None:
+    """Where ``text`` states ``fact``: the span of ``text`` itself, or ``None``.
+
+    Gold facts and the messages that state them are written separately (a task may keep its
+    facts capitalised as sentences while a message says "... the secret colour is red."), so
+    a plain substring test misses facts that are plainly there. Here case, runs of whitespace
+    and the fact's final punctuation do not matter; words must match whole.
+
+    Args:
+        fact: The fact as the task lists it.
+        text: A message.
+
+    Returns:
+        The part of ``text`` that states the fact, with its final punctuation when ``text``
+        has it (what a policy should store: the fact as the message words it).
+
+    Example:
+        >>> find_stated("The secret colour is red.", "Remember this: the secret colour is red.")
+        'the secret colour is red.'
+    """
+    core = fact.strip().rstrip(_FINAL_PUNCT).strip()
+    if not core:
+        return None
+    body = r"\s+".join(re.escape(part) for part in core.split())
+    pattern = rf"(?<!\w){body}(?!\w)[{re.escape(_FINAL_PUNCT)}]?"
+    found = re.search(pattern, text, re.IGNORECASE)
+    return found.group(0) if found else None

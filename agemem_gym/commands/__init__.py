@@ -10,5 +10,6 @@ COMMANDS: dict[str, str] = {
     "run": "agemem_gym.commands.run",
     "view": "agemem_gym.commands.view",
     "train": "agemem_gym.commands.train",
+    "sft": "agemem_gym.commands.sft",
     "eval": "agemem_gym.commands.eval",
 }

@@ -42,6 +42,7 @@ POLICIES: dict[str, str] = {
     "store-all": "agemem_gym.policies.scripted:StoreAllPolicy",
     "rag": "agemem_gym.policies.scripted:RAGPolicy",
     "oracle": "agemem_gym.policies.scripted:OraclePolicy",
+    "demonstrator": "agemem_gym.policies.demonstrator:DemonstratorPolicy",
     "mem0-style": "agemem_gym.policies.baselines.mem0:Mem0Policy",
     "mem0g-style": "agemem_gym.policies.baselines.mem0:Mem0GraphPolicy",
     "langmem-style": "agemem_gym.policies.baselines.langmem:LangMemPolicy",

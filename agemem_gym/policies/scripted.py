@@ -10,10 +10,13 @@ has just arrived; later rounds see the results of their own calls. All answer wi
 * ``rag``: stores Stage-1 messages sentence by sentence and retrieves with the newest
   message on every turn (the paper's AgeMem-RAG shape: automatic top-k retrieval, no
   context tools).
-* ``oracle``: reads ``info["privileged"]``; stores exactly the gold facts (and keeps them
-  current with ``Update_memory`` / ``Delete_memory`` when the env lists ``revisions``),
-  filters each distractor, retrieves and answers with the gold answer (the env's upper
-  bound).
+* ``oracle``: the privileged upper bound. It reads ``info["privileged"]``; stores exactly the
+  gold facts as the messages word them (and keeps them current with ``Update_memory`` /
+  ``Delete_memory`` when the env lists ``revisions``), filters each distractor, retrieves and
+  answers with the **gold answer**, whatever its memory holds. Its task score is the env's
+  ceiling, not a measure of memory; ``demonstrator``
+  (:mod:`agemem_gym.policies.demonstrator`) is the same memory management answering from
+  memory alone.
 
 In interactive tasks (``info["world_steps"]`` present) Stage 3 is a world: ``no-memory``
 picks a seeded random valid action; ``store-all`` and ``rag`` first retrieve with the goal
@@ -32,7 +35,7 @@ import numpy as np
 
 from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.reader import ExtractiveReader
-from agemem_gym.text import split_sentences
+from agemem_gym.text import find_stated, split_sentences
 from agemem_gym.tools import (
     ADD_MEMORY,
     DELETE_MEMORY,
@@ -44,7 +47,7 @@ from agemem_gym.tools import (
     format_tool_call,
 )
 
-__all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy"]
+__all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy", "retrieved_memories"]
 
 ACK = "Thanks, noted."
 
@@ -57,7 +60,7 @@ def _visible_text(observation: Observation) -> list[str]:
 _RETRIEVED_ITEM = re.compile(r"^- (.*?) \(Memory ID: (mem_\w+)\)$", re.S | re.M)
 
 
-def _retrieved(observation: Observation) -> list[str]:
+def retrieved_memories(observation: Observation) -> list[str]:
     """Memory contents shown by retrievals since the policy's last turn."""
     out = []
     for m in messages_since_last_turn(observation):
@@ -138,7 +141,7 @@ class _Scripted(BasePolicy):
             call = {"name": RETRIEVE_MEMORY, "arguments": {"query": _goal(observation), "top_k": self.top_k}}
             return format_tool_call([call], "Recall what I stored about this task.")
         if int(info.get("world_steps", 0)) == 0 and not self._plan:
-            self._plan = _plan_from(_retrieved(observation))
+            self._plan = _plan_from(retrieved_memories(observation))
         return self._next_action(info)
 
     def stage3(self, observation: Observation, info: Mapping[str, Any], query: str, fresh: bool) -> str:
@@ -146,7 +149,7 @@ class _Scripted(BasePolicy):
         if fresh:
             call = {"name": RETRIEVE_MEMORY, "arguments": {"query": query, "top_k": self.top_k}}
             return format_tool_call([call], "Retrieve what I stored about the question.")
-        passages = _retrieved(observation) or _visible_text(observation)
+        passages = retrieved_memories(observation) or _visible_text(observation)
         return format_answer(self.reader.answer(query, passages), "Answer from the retrieved memories.")
 
 
@@ -198,9 +201,12 @@ class RAGPolicy(_Scripted):
 
 
 class OraclePolicy(_Scripted):
-    """Stores the gold facts, keeps them current, filters distractors, answers with the gold answer.
+    """The privileged upper bound: stores the gold facts, keeps them current, answers with the gold answer.
 
-    Facts are stored as they arrive. When the env lists ``info["privileged"]["revisions"]``
+    Its answer does not depend on what it stored (see ``demonstrator`` for one that answers
+    from memory). Facts are stored as they arrive, matched to messages with
+    :func:`~agemem_gym.text.find_stated` (case and spacing aside) and stored as the message
+    words them. When the env lists ``info["privileged"]["revisions"]``
     (``{"trigger", "old", "new"}``: a message containing ``trigger`` makes the stored sentence
     ``old`` stale), the oracle rewrites that memory with ``Update_memory`` (or removes it
     with ``Delete_memory`` when ``new`` is ``None``), using the id ``Add_memory`` returned.
@@ -254,9 +260,11 @@ class OraclePolicy(_Scripted):
         revisions = [r for r in priv.get("revisions", []) if isinstance(r, Mapping)]
         calls, settled = self._revise(message, revisions)
         candidates = [*priv.get("facts", []), *(r.get("old") for r in revisions), *(r.get("new") for r in revisions)]
-        fresh = [c for c in dict.fromkeys(candidates) if c and c in message and c not in settled and c not in self._ids]
-        calls += [{"name": ADD_MEMORY, "arguments": {"content": c, "memory_type": "knowledge"}} for c in fresh]
-        self._awaiting = fresh
+        # the fact as this message words it (a task's gold facts may differ in case or spacing)
+        stated = {str(c): find_stated(str(c), message) for c in dict.fromkeys(candidates) if c}
+        fresh = [c for c, span in stated.items() if span and c not in settled and c not in self._ids]
+        calls += [{"name": ADD_MEMORY, "arguments": {"content": stated[c], "memory_type": "knowledge"}} for c in fresh]
+        self._awaiting = fresh  # keyed by the fact as listed: revisions name it that way
         return format_tool_call(calls, "Store what matters; keep it current.") if calls else None
 
     def _revise(self, message: str, revisions: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
@@ -270,7 +278,7 @@ class OraclePolicy(_Scripted):
         settled: set[str] = set()
         for rev in revisions:
             old, new = str(rev.get("old") or ""), rev.get("new")
-            if not rev.get("trigger") or str(rev["trigger"]) not in message:
+            if not rev.get("trigger") or find_stated(str(rev["trigger"]), message) is None:
                 continue
             if old not in self._ids:
                 settled.add(old)  # stated and replaced before it was stored: only the current one matters
@@ -300,5 +308,5 @@ class OraclePolicy(_Scripted):
             return format_tool_call([call], "Bring back the stored facts.")
         answers = list(priv.get("answers", []))
         return format_answer(
-            answers[0] if answers else self.reader.answer(query, _retrieved(observation)), "I know the answer."
+            answers[0] if answers else self.reader.answer(query, retrieved_memories(observation)), "I know the answer."
         )

@@ -11,6 +11,7 @@ from agemem_gym.tools import parse_turn
 def test_lookup_and_suggestions():
     assert policies.names() == [
         "amem-style",
+        "demonstrator",
         "hf",
         "langmem-style",
         "mem0-style",
@@ -30,7 +31,7 @@ def test_lookup_and_suggestions():
         policies.make("store_all")
 
 
-@pytest.mark.parametrize("name", ["no-memory", "store-all", "rag", "oracle"])
+@pytest.mark.parametrize("name", ["no-memory", "store-all", "rag", "oracle", "demonstrator"])
 def test_scripted_policies_speak_the_grammar(name):
     env = gym.make("AgeMem/HotpotQA-v0", privileged_info=True)
     policy = policies.make(name)

@@ -39,7 +39,7 @@ from agemem_gym.error import InvalidConfig, unknown_name
 from agemem_gym.graders.facts import sentence_matches
 from agemem_gym.policies.base import BasePolicy, Observation, last_message, messages_since_last_turn
 from agemem_gym.policies.reader import ExtractiveReader
-from agemem_gym.text import normalize_answer, split_sentences
+from agemem_gym.text import find_stated, normalize_answer, split_sentences
 from agemem_gym.tools import (
     ADD_MEMORY,
     DELETE_MEMORY,
@@ -139,8 +139,9 @@ class ReaderPolicy(BasePolicy):
             priv = info.get("privileged")
             if not isinstance(priv, Mapping):
                 raise RuntimeError("the oracle reader needs the env created with privileged_info=True")
-            facts = [f for f in priv.get("facts", []) if f and f in piece]
-            return [_call(ADD_MEMORY, content=f, memory_type="knowledge") for f in facts]
+            # the facts as this piece words them (case and spacing may differ from the gold list)
+            stated = [find_stated(str(f), piece) for f in priv.get("facts", []) if f]
+            return [_call(ADD_MEMORY, content=f, memory_type="knowledge") for f in dict.fromkeys(stated) if f]
         return [_call(ADD_MEMORY, content=piece, memory_type="knowledge")]
 
     def _deletions(self, recent: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
