@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
     ``results.json`` is saved after each finished (benchmark, policy) panel; a folder holding
     other results is refused unless ``--overwrite``, a partial one is finished with ``--resume``;
-    Ctrl-C writes the partial report and returns 130.
+    Ctrl-C writes the partial report and returns 130; a run in which a panel failed returns 1.
     """
     from agemem_gym.harness.evaluate import plan_suite
 
@@ -119,6 +119,14 @@ def _run(plan: SuitePlan, args: argparse.Namespace) -> int:
     written = [] if args.no_plots else folder.write_plots(result)
     print(report)
     print(f"wrote {folder.report}, {folder.results} and {len(written)} plots in {folder.plots}")
+    if result["status"] == "failed":
+        failed = sum(len(per) for per in result["errors"].values())
+        print(
+            f"agemem: {failed} of {panel_counts(result)[1]} panels failed (reasons in {folder.report}); "
+            "play them again with --resume",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
