@@ -20,6 +20,7 @@ from agemem_gym.commands._args import (
     json_object,
     policies_with_model,
 )
+from agemem_gym.commands._outputs import check_output_dir
 
 if TYPE_CHECKING:  # the harness imports gymnasium and the envs: keep `agemem --help` light
     from agemem_gym.harness.evaluate import SuitePlan
@@ -157,6 +158,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
     if args.num_envs < 1:
         raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
+    check_output_dir(args.out, "--out")
     for env_id in args.env:
         check_env_id(env_id)
     check_env_kwargs(args.env_kwargs)

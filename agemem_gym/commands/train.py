@@ -95,6 +95,7 @@ def _check(args: argparse.Namespace) -> Any:
     from agemem_gym.adapters.grpo.config import load_config
     from agemem_gym.adapters.grpo.run_folder import check_run_folder
     from agemem_gym.commands._args import check_env_id, check_env_kwargs
+    from agemem_gym.commands._outputs import check_output_dir
     from agemem_gym.policies.llm.models import check_model
 
     # the command line never reuses a run folder unasked (the Python API's resume=True does)
@@ -102,6 +103,9 @@ def _check(args: argparse.Namespace) -> Any:
     check_env_id(config.env_id)
     check_env_kwargs(dict(config.env_kwargs))
     check_model(config.model)
+    check_output_dir(config.output_dir, "--output-dir")
+    if config.record_dir is not None:
+        check_output_dir(config.record_dir, "--record")
     check_run_folder(config)  # refuse a used folder before torch and the model load
     return config
 
