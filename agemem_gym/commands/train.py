@@ -93,9 +93,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> Any:
     """Load and validate the config (fields, env id, env kwargs, model) before torch loads."""
     from agemem_gym.adapters.grpo.config import load_config
-    from agemem_gym.adapters.grpo.run_folder import check_run_folder
+    from agemem_gym.adapters.grpo.run_folder import check_run_folder, holds_run
     from agemem_gym.commands._args import check_env_id, check_env_kwargs
     from agemem_gym.commands._outputs import check_output_dir
+    from agemem_gym.error import InvalidConfig
     from agemem_gym.policies.llm.models import check_model
 
     # the command line never reuses a run folder unasked (the Python API's resume=True does)
@@ -106,6 +107,11 @@ def _check(args: argparse.Namespace) -> Any:
     check_output_dir(config.output_dir, "--output-dir")
     if config.record_dir is not None:
         check_output_dir(config.record_dir, "--record")
+    if config.resume and not config.overwrite and not holds_run(config.output_dir):
+        raise InvalidConfig(
+            f"--resume: {config.output_dir} holds no run to continue (no config.json, metrics.csv or checkpoint); "
+            "check --output-dir, or drop --resume to start a new run there"
+        )
     check_run_folder(config)  # refuse a used folder before torch and the model load
     return config
 

@@ -2,6 +2,7 @@
 with another number of processes."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -102,7 +103,11 @@ def test_only_complete_checkpoints_are_loaded_and_leftovers_are_cleared(tmp_path
     (cut / "trainer_state.json").write_text(json.dumps({"format": 2, "step": 1}))
     assert not is_complete(cut) and latest_checkpoint(tmp_path) == first
     # an older-format checkpoint (atomic rename, no marker) still counts
-    (cut / "trainer_state.json").write_text(json.dumps({"step": 1}))
+    shutil.rmtree(cut)
+    shutil.copytree(first, cut)
+    (cut / COMPLETE).unlink()
+    state = {k: v for k, v in json.loads((first / "trainer_state.json").read_text()).items() if k != "format"}
+    (cut / "trainer_state.json").write_text(json.dumps({**state, "step": 1}))
     assert latest_checkpoint(tmp_path) == cut
     # the staging folder of a killed save goes at the next save; re-saving a step replaces it
     (tmp_path / ".checkpoint-000002.abc").mkdir()
