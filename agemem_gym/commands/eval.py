@@ -99,6 +99,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(plan: SuitePlan, args: argparse.Namespace) -> int:
+    """Lock the output folder for this run alone, then play in it; a second run on it is refused."""
+    from agemem_gym.commands._lock import folder_lock
+
+    with folder_lock(args.out, "--out"):
+        return _run_locked(plan, args)
+
+
+def _run_locked(plan: SuitePlan, args: argparse.Namespace) -> int:
     """Claim the output folder, play what is missing (saving after each panel), write the report."""
     from agemem_gym.harness.evaluate import run_plan
     from agemem_gym.harness.outputs import OutputFolder, panel_counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -93,7 +94,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> Any:
     """Load and validate the config (fields, env id, env kwargs, model) before torch loads."""
     from agemem_gym.adapters.grpo.config import load_config
-    from agemem_gym.adapters.grpo.run_folder import check_run_folder, holds_run
+    from agemem_gym.adapters.grpo.run_folder import holds_run
     from agemem_gym.commands._args import check_env_id, check_env_kwargs
     from agemem_gym.commands._outputs import check_output_dir
     from agemem_gym.error import InvalidConfig
@@ -112,13 +113,13 @@ def _check(args: argparse.Namespace) -> Any:
             f"--resume: {config.output_dir} holds no run to continue (no config.json, metrics.csv or checkpoint); "
             "check --output-dir, or drop --resume to start a new run there"
         )
-    check_run_folder(config)  # refuse a used folder before torch and the model load
     return config
 
 
 def main(args: argparse.Namespace) -> int:
     """Load and check the config, train, print where the results are."""
     from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
+    from agemem_gym.adapters.grpo.run_folder import check_run_folder
 
     if getattr(args, "print_accelerate_config", None):
         from agemem_gym.adapters.grpo.launch import accelerate_config_path
@@ -126,20 +127,32 @@ def main(args: argparse.Namespace) -> int:
         print(accelerate_config_path(args.print_accelerate_config))
         return 0
     config = _check(args)
-    try:
-        from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks
+    with _run_lock(config):
+        check_run_folder(config)  # refuse a used folder before torch and the model load
+        try:
+            from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks
 
-        result = train(config, progress=not args.no_progress)
-    except TrainingInterrupted as exc:
-        if is_main_process():
-            print(f"agemem: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("agemem: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
+            result = train(config, progress=not args.no_progress)
+        except TrainingInterrupted as exc:
+            if is_main_process():
+                print(f"agemem: {exc}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:
+            print("agemem: interrupted before training started; nothing saved", file=sys.stderr)
+            return 130
     if is_main_process():
         _summary(result)
     return 0
+
+
+def _run_lock(config: Any) -> contextlib.AbstractContextManager[None]:
+    """The main process holds ``--output-dir``'s run lock: a second run on the folder is refused.
+
+    Only the main process locks: the other ranks of a launch share its folder.
+    """
+    from agemem_gym.commands._lock import folder_lock
+
+    return folder_lock(config.output_dir, "--output-dir") if is_main_process() else contextlib.nullcontext()
 
 
 def summary_line(row: dict[str, float]) -> str:
