@@ -76,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(200, b"<html>upstream proxy error</html>", "text/html")
         elif fault == "no-choices":
             self._send(200, {"object": "chat.completion", "choices": []})
-        elif body.get("model") not in self.server.models:  # vLLM's answer to an unknown model
+        elif body.get("model") not in self.server.models or body.get("model") in self.server.refused:
+            # vLLM's answer to an unknown model (or a listed one whose backend is gone)
             message = f"The model `{body.get('model')}` does not exist."
             self._send(404, {"error": {"message": message, "type": "NotFoundError", "code": 404}})
         else:
@@ -159,6 +160,7 @@ class ChatServer(ThreadingHTTPServer):
         self.release = threading.Event()  # set on close: stalled handlers return
         self.stall_seconds = 5.0
         self.trickle_seconds = 0.5
+        self.refused: set[str] = set()  # listed by /models, yet answered with vLLM's 404
         self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 

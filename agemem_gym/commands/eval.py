@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from agemem_gym.commands._args import (
+    ENV_KWARGS,
     check_env_id,
     check_env_kwargs,
     check_model_option,
@@ -48,7 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "($OPENAI_BASE_URL; key from $OPENAI_API_KEY)",
     )
     parser.add_argument(
-        "--policy-kwargs", type=json_object, default={}, help='JSON {"policy name": {arguments}} for constructors'
+        "--policy-kwargs",
+        type=json_object('{"rag": {"top_k": 3}}'),
+        default={},
+        help='JSON {"policy name": {arguments}} for constructors',
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
     parser.add_argument("--seed", type=int, default=0, help="base seed: episode i uses task i and seed + i")
@@ -56,7 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vector-mode", choices=("sync", "async", "ray"), default="sync", help="async/ray: workers")
     parser.add_argument("--judge", default="f1", help="f1 (offline, default), em, hf:MODEL or openai:MODEL")
     parser.add_argument("--judge-base-url", default=None, help="endpoint for openai: judges ($OPENAI_BASE_URL)")
-    parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to every gym.make")
+    parser.add_argument(
+        "--env-kwargs", type=json_object(ENV_KWARGS), default={}, help="JSON object passed to every gym.make"
+    )
     parser.add_argument("--out", default="agemem-eval", metavar="DIR", help="output folder (report.md, results.json)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out: play only its missing panels"

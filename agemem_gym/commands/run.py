@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from agemem_gym.commands._args import check_env_id, check_env_kwargs, check_model_option, json_object
+from agemem_gym.commands._args import ENV_KWARGS, check_env_id, check_env_kwargs, check_model_option, json_object
 from agemem_gym.commands._outputs import check_output_dir, check_output_file, recordings_in
 
 HELP = "run a policy on an environment and print the paper's metrics"
@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem run``."""
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
-    parser.add_argument("--policy-kwargs", type=json_object, default={}, help="JSON object for the policy")
+    parser.add_argument(
+        "--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help="JSON object for the policy"
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -30,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes to play (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with seed + i (default 0)")
-    parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
+    parser.add_argument("--env-kwargs", type=json_object(ENV_KWARGS), default={}, help="JSON object passed to gym.make")
     parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(

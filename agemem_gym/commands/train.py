@@ -83,7 +83,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _clip(text: str) -> float | None:
     """``none`` → ``None`` (unclipped); otherwise a number."""
-    return None if text.strip().lower() == "none" else float(text)
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}") from None
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -190,6 +190,16 @@ def test_unknown_model_is_a_clear_error_on_the_first_call_and_not_retried(serve)
     assert len(server.bodies) == 1
 
 
+def test_a_listed_model_that_is_refused_is_not_called_unserved(serve):
+    server = serve()
+    server.refused = {MODEL}
+    policy = OpenAIPolicy(MODEL, base_url=server.url, **FAST)
+    with pytest.raises(EndpointError) as err:
+        policy.act([{"role": "user", "content": "hi"}], {})
+    message = str(err.value)
+    assert f"lists model '{MODEL}' but answered HTTP 404" in message and "does not serve" not in message
+
+
 # ----------------------------------------------------------------- names and arguments
 def test_openai_name_carries_the_model_and_the_base_url_comes_from_the_environment(serve, monkeypatch):
     server = serve()

@@ -320,9 +320,15 @@ class OpenAIClient:
         model = (body or {}).get("model")
         if model is not None and _is_unknown_model(status, message):
             try:
-                served = ", ".join(self.models()) or "none listed"
+                listed = self.models()
             except EndpointError:
-                served = "unknown"
+                listed = []
+            if model in listed:  # listed yet refused: still loading, or a router pointing elsewhere
+                return (
+                    f"{self.base_url} lists model {model!r} but answered HTTP {status} for it ({message}); "
+                    "the server may still be loading it, or route it to another backend"
+                )
+            served = ", ".join(listed) or "none listed"
             return f"{self.base_url} does not serve model {model!r} (HTTP {status}: {message}); it serves: {served}"
         return f"{url} answered HTTP {status}: {message}"
 
