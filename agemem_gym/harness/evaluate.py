@@ -166,7 +166,9 @@ def plan_suite(
 ) -> SuitePlan:
     """Check the arguments, build the judges and the empty result; plays no episode.
 
-    Takes the arguments of :func:`evaluate_suite` except ``progress``.
+    Each policy is built once (and dropped), so that one that cannot be built (no endpoint,
+    a bad argument value, a missing package) fails here, before any panel runs or anything
+    is written. Takes the arguments of :func:`evaluate_suite` except ``progress``.
 
     Returns:
         The plan for :func:`run_plan`; ``plan.result`` holds the settings an output folder records.
