@@ -273,8 +273,8 @@ class OpenAIClient:
         with _Deadline(self.timeout) as deadline:
             try:
                 raw = self._send(url, body, deadline)
-            except BaseException as exc:
-                if deadline.expired and not isinstance(exc, KeyboardInterrupt):
+            except _Retry as exc:  # the cut socket reads as reset, refused or a short reply
+                if deadline.expired:
                     raise _Retry(f"timed out: no complete reply within {self.timeout:g} s") from exc
                 raise
         if deadline.expired:  # a reply cut at the deadline may read as complete (no Content-Length)
@@ -297,7 +297,10 @@ class OpenAIClient:
         try:
             return self._open(url, body, deadline)
         except urllib.error.HTTPError as exc:
-            raw_error = exc.read()
+            try:
+                raw_error = exc.read()
+            except (OSError, http.client.HTTPException) as cut:  # the error body cut short (or at the deadline)
+                raise _Retry(f"HTTP {exc.code}, then {_describe(cut)}") from cut
             if exc.code == 429 or exc.code >= 500:
                 raise _Retry(f"HTTP {exc.code}: {_excerpt(raw_error)}") from exc
             raise EndpointError(self._client_error(url, exc.code, raw_error, body)) from exc
