@@ -8,7 +8,8 @@ Example::
 Errors: a user mistake (a bad name, path, value or argument: an
 :class:`agemem_gym.error.Error`, or an argparse error) ends in ONE line on stderr,
 ``agemem: error: <what was wrong and what to do>``, and exit status 2. Ctrl-C prints one
-line and exits 130. ``--debug`` (or ``AGEMEM_DEBUG=1``) shows the traceback instead.
+line and exits 130; a closed stdout (``agemem run ... | head``) exits 141 quietly.
+``--debug`` (or ``AGEMEM_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ EXIT_USAGE = 2
 """Exit status of a user mistake."""
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
+EXIT_BROKEN_PIPE = 141
+"""Exit status when stdout's reader left (128 + SIGPIPE, as ``yes | head`` reports it)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
-        return int(args._module.main(args))
+        status = int(args._module.main(args))
+        sys.stdout.flush()  # here, not at exit: a reader that left is caught below
+        return status
     except Error as exc:  # a bad name, path or argument: say what is wrong, no traceback
         if _debug(args):
             raise
@@ -84,6 +89,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("agemem: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `agemem run ... | head`: the reader left; files were written first
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a captured stream): nothing will flush
+        pass
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ ENV_SPECS: tuple[_Spec, ...] = (
 
 def register_envs() -> None:
     """Register every id (idempotent). Episodes end by themselves, so no ``TimeLimit`` is set."""
+    _guard_passive_checker()
     for spec in ENV_SPECS:
         if spec.id in gym.registry:
             continue
@@ -56,3 +57,37 @@ def register_envs() -> None:
 def env_ids() -> list[str]:
     """All registered agemem-gym ids."""
     return [s.id for s in ENV_SPECS]
+
+
+def _guard_passive_checker() -> None:
+    """Work around a Gymnasium bug: after a failed first ``reset``, the first ``step`` crashes.
+
+    ``gymnasium.wrappers.PassiveEnvChecker.reset`` (Gymnasium 1.x) sets ``checked_reset = True``
+    *before* it calls the env's ``reset`` through ``env_reset_passive_checker``, and stores the
+    returned ``(obs, info)`` in ``_previous_data`` only on that checked path. When that first
+    reset raises (a bad ``options={"task_id": ...}`` raises ``UnknownName``), ``_previous_data``
+    stays ``None``; the next reset takes the unchecked path, which never stores it; and the
+    first ``step`` calls ``env_data_reuse_passive_checker(None, ...)``, which unpacks ``None``:
+    ``TypeError: cannot unpack non-iterable NoneType object``.
+
+    The guard re-arms the first-reset check when that reset raised, so the next reset runs it
+    and stores its data. It acts only on agemem-gym's envs (every other env keeps Gymnasium's
+    behaviour) and is harmless once Gymnasium sets the flag after a successful reset.
+    """
+    from gymnasium.wrappers.common import PassiveEnvChecker
+
+    original = PassiveEnvChecker.reset
+    if getattr(original, "_agemem_guard", False):
+        return
+
+    def reset(self: PassiveEnvChecker, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        first = self.checked_reset is False
+        try:
+            return original(self, seed=seed, options=options)
+        except BaseException:
+            if first and type(self.env.unwrapped).__module__.startswith("agemem_gym."):
+                self.checked_reset = False
+            raise
+
+    reset._agemem_guard = True  # type: ignore[attr-defined]  # marks the guard: installed once per process
+    PassiveEnvChecker.reset = reset  # type: ignore[method-assign]  # the workaround itself

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import multiprocessing
+import signal
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +173,8 @@ def make_slot_envs(
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset)
     if mode == "async":
         # text observations have no fixed shape: workers send them through pipes
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=False, autoreset_mode=autoreset)
+        workers = [functools.partial(_worker_slot, fn) for fn in builders]
+        return gym.vector.AsyncVectorEnv(workers, shared_memory=False, autoreset_mode=autoreset)
     if mode == "ray":
         from agemem_gym.vector_ray import RayVectorEnv
 
@@ -180,6 +184,33 @@ def make_slot_envs(
 
 def _slot(make_env: Callable[[], gym.Env]) -> gym.Env:
     return EpisodeSlot(make_env())
+
+
+def _worker_slot(make_env: Callable[[], gym.Env]) -> gym.Env:
+    """:func:`_slot` in an ``AsyncVectorEnv`` worker, which leaves Ctrl-C to the main process.
+
+    Ctrl-C sends SIGINT to the whole foreground process group: each worker would die in the
+    middle of a step and send its traceback to the main process, which prints them all. The
+    main process alone stops the run; it closes the workers. (``AsyncVectorEnv`` also builds
+    one env in the main process for its spaces: that one keeps SIGINT.)
+    """
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return _slot(make_env)
+
+
+def close_quietly(envs: gym.vector.VectorEnv) -> None:
+    """Close ``envs`` after a failure or Ctrl-C: no waiting on a pending step, no warnings about it.
+
+    An ``AsyncVectorEnv`` stopped mid-step warns that it waits for the step and then waits; its
+    workers are terminated instead (the run is being abandoned).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if isinstance(envs, gym.vector.AsyncVectorEnv):
+            envs.close(terminate=True)
+        else:
+            envs.close()
 
 
 def unbatch_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :class:`ChatServer` answers ``GET /v1/models`` and ``POST /v1/chat/completions`` (threaded, so
 concurrent requests overlap and the overlap is measured). What it replies comes from a
 ``reply(body)`` function; scheduled ``faults`` (HTTP 500, 429, a stall past the client's
-timeout, a non-JSON body, a reply without choices) are served first, one per request.
+timeout, a valid reply trickled one byte per ``trickle_seconds``, a non-JSON body, a reply without
+choices) are served first, one per request.
 
 :class:`ScriptedReplay` is the reply function that stands in for a model: a scripted policy
 from :mod:`agemem_gym.policies` plays the same seeded panel first, and every observation it
@@ -28,7 +29,7 @@ from agemem_gym import policies
 from agemem_gym.harness.runner import run_panel
 from agemem_gym.policies.base import BasePolicy
 
-FAULTS = ("500", "429", "stall", "garbage", "no-choices")
+FAULTS = ("500", "429", "stall", "trickle", "garbage", "no-choices")
 
 
 def conversation_key(messages: list[dict[str, Any]]) -> str:
@@ -66,13 +67,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "stall":
             self.server.release.wait(self.server.stall_seconds)
             return  # the client gave up long ago; close without a reply
+        if fault == "trickle":
+            self._trickle(body)
+            return
         if fault in ("500", "429"):
             self._send(int(fault), {"error": {"message": f"scheduled {fault}"}})
         elif fault == "garbage":
             self._send_raw(200, b"<html>upstream proxy error</html>", "text/html")
         elif fault == "no-choices":
             self._send(200, {"object": "chat.completion", "choices": []})
-        elif body.get("model") not in self.server.models:  # vLLM's answer to an unknown model
+        elif body.get("model") not in self.server.models or body.get("model") in self.server.refused:
+            # vLLM's answer to an unknown model (or a listed one whose backend is gone)
             message = f"The model `{body.get('model')}` does not exist."
             self._send(404, {"error": {"message": message, "type": "NotFoundError", "code": 404}})
         else:
@@ -96,6 +101,23 @@ class _Handler(BaseHTTPRequestHandler):
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         self._send(200, {"object": "chat.completion", "model": body["model"], "choices": [choice], "usage": usage})
+
+    def _trickle(self, body: dict[str, Any]) -> None:
+        """A valid completion, one byte per ``trickle_seconds``: every read succeeds, the reply never ends."""
+        choice = {"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}
+        data = json.dumps({"object": "chat.completion", "model": body.get("model"), "choices": [choice]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            for i in range(len(data)):
+                if self.server.release.wait(self.server.trickle_seconds):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+        except OSError:
+            return  # the client hung up
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         self._send_raw(status, json.dumps(payload).encode(), "application/json")
@@ -137,6 +159,8 @@ class ChatServer(ThreadingHTTPServer):
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self.release = threading.Event()  # set on close: stalled handlers return
         self.stall_seconds = 5.0
+        self.trickle_seconds = 0.5
+        self.refused: set[str] = set()  # listed by /models, yet answered with vLLM's 404
         self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 

@@ -139,3 +139,25 @@ def test_keyboard_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == ["agemem: interrupted"]
     with pytest.raises(KeyboardInterrupt):
         cli.main(["--debug", "list"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles", "absent"),
+    [
+        (["train", "--clip", "banana"], ["--clip", "expected a number in (0, 1) or 'none'", "'banana'"], ["_clip"]),
+        (["train", "--learning-rate", "-1"], ["learning_rate must be >= 0, got -1.0"], ["kl_beta"]),
+        (["train", "--learning-rate", "nan"], ["learning_rate must be >= 0, got nan"], ["kl_beta"]),
+        (["run", HOTPOT, "--policy-kwargs", "[1]"], ['e.g. \'{"top_k": 3}\'', "'[1]'"], ["num_distractors"]),
+        (
+            ["eval", "--env", HOTPOT, "--policy", "rag", "--policy-kwargs", "[1]"],
+            ['e.g. \'{"rag": {"top_k": 3}}\''],
+            ["num_distractors"],
+        ),
+        (["run", HOTPOT, "--env-kwargs", "[1]"], ['e.g. \'{"num_distractors": 3}\''], []),
+    ],
+)
+def test_messages_name_the_option_and_what_it_takes(argv, needles, absent, tmp_path):
+    """Issue 29, item 12: no internal names, no example of another option's value."""
+    line = assert_one_line_error(agemem(*argv, cwd=str(tmp_path)), *needles)
+    for needle in absent:
+        assert needle not in line, line

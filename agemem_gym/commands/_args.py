@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 
-def json_object(text: str) -> dict[str, Any]:
-    """Parse a JSON object given on the command line (an argparse type)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"num_distractors\": 3}'")
-    return value
+def json_object(example: str) -> Callable[[str], dict[str, Any]]:
+    """An argparse type that parses a JSON object; its error shows ``example``, what the option takes.
+
+    Args:
+        example: A valid value of the option, e.g. ``'{"num_distractors": 3}'``.
+    """
+
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{example}', got {text!r}")
+        return value
+
+    parse.__name__ = "JSON object"  # argparse names the type in some messages
+    return parse
+
+
+ENV_KWARGS = '{"num_distractors": 3}'
+"""The example value of ``--env-kwargs``."""
 
 
 def check_env_id(env_id: str) -> None:

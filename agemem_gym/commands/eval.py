@@ -14,12 +14,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from agemem_gym.commands._args import (
+    ENV_KWARGS,
     check_env_id,
     check_env_kwargs,
     check_model_option,
     json_object,
     policies_with_model,
 )
+from agemem_gym.commands._outputs import check_output_dir
 
 if TYPE_CHECKING:  # the harness imports gymnasium and the envs: keep `agemem --help` light
     from agemem_gym.harness.evaluate import SuitePlan
@@ -47,7 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "($OPENAI_BASE_URL; key from $OPENAI_API_KEY)",
     )
     parser.add_argument(
-        "--policy-kwargs", type=json_object, default={}, help='JSON {"policy name": {arguments}} for constructors'
+        "--policy-kwargs",
+        type=json_object('{"rag": {"top_k": 3}}'),
+        default={},
+        help='JSON {"policy name": {arguments}} for constructors',
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
     parser.add_argument("--seed", type=int, default=0, help="base seed: episode i uses task i and seed + i")
@@ -55,7 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vector-mode", choices=("sync", "async", "ray"), default="sync", help="async/ray: workers")
     parser.add_argument("--judge", default="f1", help="f1 (offline, default), em, hf:MODEL or openai:MODEL")
     parser.add_argument("--judge-base-url", default=None, help="endpoint for openai: judges ($OPENAI_BASE_URL)")
-    parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to every gym.make")
+    parser.add_argument(
+        "--env-kwargs", type=json_object(ENV_KWARGS), default={}, help="JSON object passed to every gym.make"
+    )
     parser.add_argument("--out", default="agemem-eval", metavar="DIR", help="output folder (report.md, results.json)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out: play only its missing panels"
@@ -72,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
 
     ``results.json`` is saved after each finished (benchmark, policy) panel; a folder holding
     other results is refused unless ``--overwrite``, a partial one is finished with ``--resume``;
-    Ctrl-C writes the partial report and returns 130.
+    Ctrl-C writes the partial report and returns 130; a run in which a panel failed returns 1.
     """
     from agemem_gym.harness.evaluate import plan_suite
 
@@ -98,6 +105,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(plan: SuitePlan, args: argparse.Namespace) -> int:
+    """Lock the output folder for this run alone, then play in it; a second run on it is refused."""
+    from agemem_gym.commands._lock import folder_lock
+
+    with folder_lock(args.out, "--out"):
+        return _run_locked(plan, args)
+
+
+def _run_locked(plan: SuitePlan, args: argparse.Namespace) -> int:
     """Claim the output folder, play what is missing (saving after each panel), write the report."""
     from agemem_gym.harness.evaluate import run_plan
     from agemem_gym.harness.outputs import OutputFolder, panel_counts
@@ -119,6 +134,14 @@ def _run(plan: SuitePlan, args: argparse.Namespace) -> int:
     written = [] if args.no_plots else folder.write_plots(result)
     print(report)
     print(f"wrote {folder.report}, {folder.results} and {len(written)} plots in {folder.plots}")
+    if result["status"] == "failed":
+        failed = sum(len(per) for per in result["errors"].values())
+        print(
+            f"agemem: {failed} of {panel_counts(result)[1]} panels failed (reasons in {folder.report}); "
+            "play them again with --resume",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -149,6 +172,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
     if args.num_envs < 1:
         raise InvalidConfig(f"--num-envs must be >= 1, got {args.num_envs}")
+    check_output_dir(args.out, "--out")
     for env_id in args.env:
         check_env_id(env_id)
     check_env_kwargs(args.env_kwargs)

@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from agemem_gym.commands._args import check_env_id, check_env_kwargs, check_model_option, json_object
+from agemem_gym.commands._args import ENV_KWARGS, check_env_id, check_env_kwargs, check_model_option, json_object
+from agemem_gym.commands._outputs import check_output_dir, check_output_file, recordings_in
 
 HELP = "run a policy on an environment and print the paper's metrics"
 
@@ -16,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem run``."""
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
-    parser.add_argument("--policy-kwargs", type=json_object, default={}, help="JSON object for the policy")
+    parser.add_argument(
+        "--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help="JSON object for the policy"
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -29,11 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes to play (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with seed + i (default 0)")
-    parser.add_argument("--env-kwargs", type=json_object, default={}, help="JSON object passed to gym.make")
+    parser.add_argument("--env-kwargs", type=json_object(ENV_KWARGS), default={}, help="JSON object passed to gym.make")
     parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--record", metavar="DIR", default=None, help="write each episode as JSON Lines into DIR (see agemem view)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --json file and the recordings in --record DIR"
     )
 
 
@@ -43,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym.evaluation import format_summary, run_episodes, summarize
 
     policy_kwargs = _check(args)
+    if args.record and args.overwrite:
+        for path in recordings_in(args.record):
+            path.unlink()
     policy = policies.make(args.policy, **policy_kwargs)
     results = run_episodes(
         args.env_id,
@@ -54,11 +63,7 @@ def main(args: argparse.Namespace) -> int:
         record=args.record,
     )
     summary = summarize(results)
-    print(f"## {args.env_id} — policy {args.policy}, {args.episodes} episodes, seed {args.seed}\n")
-    print(format_summary({args.policy: summary}))
-    if args.json_out:
-        path = Path(args.json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if args.json_out:  # first: a closed stdout (`| head`) must not lose the results
         payload = {
             "env_id": args.env_id,
             "policy": args.policy,
@@ -67,8 +72,13 @@ def main(args: argparse.Namespace) -> int:
             "summary": summary,
             "episodes": [dataclasses.asdict(r) for r in results],
         }
+        path = Path(args.json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2))
-        print(f"wrote {path}")
+    print(f"## {args.env_id} — policy {args.policy}, {args.episodes} episodes, seed {args.seed}\n")
+    print(format_summary({args.policy: summary}))
+    if args.json_out:
+        print(f"wrote {args.json_out}")
     if args.record:
         print(f"recorded {args.episodes} episodes in {args.record}; view them with: agemem view {args.record}")
     return 0
@@ -86,6 +96,7 @@ def _check(args: argparse.Namespace) -> dict[str, object]:
     check_env_id(args.env_id)
     check_env_kwargs(args.env_kwargs)
     check_model_option(args.model, [args.policy])
+    _check_outputs(args)
     policy_kwargs = dict(args.policy_kwargs)
     if args.model is not None:
         policy_kwargs["model"] = args.model
@@ -96,3 +107,18 @@ def _check(args: argparse.Namespace) -> dict[str, object]:
     policies.check_arguments(args.policy, policy_kwargs)
     gym.make(args.env_id, **args.env_kwargs).close()  # env-specific arguments too, before the model loads
     return policy_kwargs
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``--json`` and ``--record`` can be written and replace nothing unasked, before any episode."""
+    from agemem_gym.error import InvalidConfig
+
+    if args.json_out:
+        check_output_file(args.json_out, "--json", overwrite=args.overwrite)
+    if args.record:
+        check_output_dir(args.record, "--record")
+        if recordings_in(args.record) and not args.overwrite:
+            raise InvalidConfig(
+                f"--record folder {args.record} already holds recordings; record into a new folder, "
+                "or pass --overwrite to replace them"
+            )

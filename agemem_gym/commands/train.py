@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -82,7 +83,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _clip(text: str) -> float | None:
     """``none`` → ``None`` (unclipped); otherwise a number."""
-    return None if text.strip().lower() == "none" else float(text)
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}") from None
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,8 +99,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> Any:
     """Load and validate the config (fields, env id, env kwargs, model) before torch loads."""
     from agemem_gym.adapters.grpo.config import load_config
-    from agemem_gym.adapters.grpo.run_folder import check_run_folder
+    from agemem_gym.adapters.grpo.run_folder import holds_run
     from agemem_gym.commands._args import check_env_id, check_env_kwargs
+    from agemem_gym.commands._outputs import check_output_dir
+    from agemem_gym.error import InvalidConfig
     from agemem_gym.policies.llm.models import check_model
 
     # the command line never reuses a run folder unasked (the Python API's resume=True does)
@@ -102,13 +110,21 @@ def _check(args: argparse.Namespace) -> Any:
     check_env_id(config.env_id)
     check_env_kwargs(dict(config.env_kwargs))
     check_model(config.model)
-    check_run_folder(config)  # refuse a used folder before torch and the model load
+    check_output_dir(config.output_dir, "--output-dir")
+    if config.record_dir is not None:
+        check_output_dir(config.record_dir, "--record")
+    if config.resume and not config.overwrite and not holds_run(config.output_dir):
+        raise InvalidConfig(
+            f"--resume: {config.output_dir} holds no run to continue (no config.json, metrics.csv or checkpoint); "
+            "check --output-dir, or drop --resume to start a new run there"
+        )
     return config
 
 
 def main(args: argparse.Namespace) -> int:
     """Load and check the config, train, print where the results are."""
     from agemem_gym.adapters.grpo.interrupt import TrainingInterrupted
+    from agemem_gym.adapters.grpo.run_folder import check_run_folder
 
     if getattr(args, "print_accelerate_config", None):
         from agemem_gym.adapters.grpo.launch import accelerate_config_path
@@ -116,20 +132,32 @@ def main(args: argparse.Namespace) -> int:
         print(accelerate_config_path(args.print_accelerate_config))
         return 0
     config = _check(args)
-    try:
-        from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks
+    with _run_lock(config):
+        check_run_folder(config)  # refuse a used folder before torch and the model load
+        try:
+            from agemem_gym.adapters.grpo.trainer import train  # torch loads here, after the checks
 
-        result = train(config, progress=not args.no_progress)
-    except TrainingInterrupted as exc:
-        if is_main_process():
-            print(f"agemem: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("agemem: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
+            result = train(config, progress=not args.no_progress)
+        except TrainingInterrupted as exc:
+            if is_main_process():
+                print(f"agemem: {exc}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:
+            print("agemem: interrupted before training started; nothing saved", file=sys.stderr)
+            return 130
     if is_main_process():
         _summary(result)
     return 0
+
+
+def _run_lock(config: Any) -> contextlib.AbstractContextManager[None]:
+    """The main process holds ``--output-dir``'s run lock: a second run on the folder is refused.
+
+    Only the main process locks: the other ranks of a launch share its folder.
+    """
+    from agemem_gym.commands._lock import folder_lock
+
+    return folder_lock(config.output_dir, "--output-dir") if is_main_process() else contextlib.nullcontext()
 
 
 def summary_line(row: dict[str, float]) -> str:

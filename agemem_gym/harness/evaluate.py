@@ -97,8 +97,9 @@ def evaluate_suite(
         A JSON-serialisable dict: ``meta``, ``config``, ``benchmarks``, ``results``
         (label → policy → summary), ``scores`` (label → policy → main metric),
         ``episodes``, ``errors`` (benchmarks that could not run, with the reason),
-        ``status`` (``"complete"``) and ``missing`` (``[]``); ``usage`` (label → policy →
-        token and request counts) when a policy reports them (served models).
+        ``status`` (``"complete"``, or ``"failed"`` when a panel could not run) and ``missing``
+        (``[]``); ``usage`` (label → policy → token and request counts) when a policy reports
+        them (served models).
     """
     plan = plan_suite(
         policy_names,
@@ -165,7 +166,9 @@ def plan_suite(
 ) -> SuitePlan:
     """Check the arguments, build the judges and the empty result; plays no episode.
 
-    Takes the arguments of :func:`evaluate_suite` except ``progress``.
+    Each policy is built once (and dropped), so that one that cannot be built (no endpoint,
+    a bad argument value, a missing package) fails here, before any panel runs or anything
+    is written. Takes the arguments of :func:`evaluate_suite` except ``progress``.
 
     Returns:
         The plan for :func:`run_plan`; ``plan.result`` holds the settings an output folder records.
@@ -174,6 +177,7 @@ def plan_suite(
     benches = resolve_suites(suites, env_ids)
     answer_judge, memory_judge, judge_info = make_judges(judge, base_url=judge_base_url)
     per_policy = {k: dict(v) for k, v in (policy_kwargs or {}).items()}
+    _check_policies_build(policy_names, per_policy)
     panel = _PanelSpec(int(episodes), int(seed), int(num_envs), vector_mode)
     result = _new_result(command, suites, policy_names, per_policy, panel, env_kwargs, judge_info)
     result["benchmarks"] = [_describe(bench) for bench in benches]
@@ -192,10 +196,12 @@ def run_plan(
 
     Args:
         plan: From :func:`plan_suite`.
-        reuse: An earlier result of the same settings; its finished panels are copied, not rerun.
+        reuse: An earlier result of the same settings; its finished panels are copied, not rerun
+            (failed ones are played again).
         on_save: Called with the result before the first panel and after each finished one
             (``status`` ``"partial"`` with the ``missing`` ``[label, policy]`` panels, at the
-            end ``"complete"``), so that an interrupted run keeps what it finished.
+            end ``"complete"``, or ``"failed"`` when a panel failed: see ``errors``), so that
+            an interrupted run keeps what it finished.
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -232,17 +238,19 @@ def _reuse(result: dict[str, Any], previous: Mapping[str, Any] | None, label: st
     """Copy the panel ``(label, name)`` of ``previous`` into ``result``; whether it had finished there."""
     if previous is None:
         return False
-    found = False
+    if name not in previous.get("results", {}).get(label, {}):
+        return False  # never played, or failed: play it again
     for table in _TABLES:
         per = previous.get(table, {}).get(label, {})
-        if name in per:
+        if name in per and table != "errors":
             result.setdefault(table, {}).setdefault(label, {})[name] = copy.deepcopy(per[name])
-            found = found or table in ("results", "errors")
-    return found
+    return True
 
 
 def _set_status(result: dict[str, Any]) -> None:
-    result["status"] = "partial" if result["missing"] else "complete"
+    """``partial`` while panels are missing; then ``failed`` when a panel failed, else ``complete``."""
+    failed = any(result.get("errors", {}).values())
+    result["status"] = "partial" if result["missing"] else ("failed" if failed else "complete")
 
 
 def _bench_env_kwargs(
@@ -264,6 +272,23 @@ def _check_policies(policy_names: Sequence[str]) -> None:
     for name in policy_names:
         if policies.split_name(name)[0] not in policies.POLICIES:
             policies.make(name)  # raises the "did you mean" error
+
+
+def _check_policies_build(policy_names: Sequence[str], per_policy: Mapping[str, Mapping[str, Any]]) -> None:
+    """Build each policy once, so that one that cannot be built fails before any panel runs.
+
+    A policy that cannot be built (no endpoint, an unreachable one, a bad argument value, a
+    missing package) is the user's mistake, not a benchmark's failure: every panel of it would
+    fail alike. The instance is dropped; each panel builds its own.
+
+    Raises:
+        Error: The first policy that cannot be built, named in the message.
+    """
+    for name in policy_names:
+        try:
+            policies.make(name, **per_policy.get(name, {}))
+        except Error as exc:
+            raise type(exc)(f"policy {name!r} cannot be built: {exc}") from exc
 
 
 def _new_result(

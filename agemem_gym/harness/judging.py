@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agemem_gym.error import InvalidConfig
+from agemem_gym.error import Error, InvalidConfig
 from agemem_gym.graders.judges import ExactMatchJudge, F1Judge, FactOverlapJudge, make_judge, make_memory_judge
 
 __all__ = ["JudgeSpec", "make_judges"]
@@ -41,6 +41,10 @@ def make_judges(spec: JudgeSpec, base_url: str | None = None) -> tuple[Any, Any,
         return answer, memory, {"answer": spec, "memory": memory.name, "description": _OFFLINE[spec]}
     if isinstance(spec, str) and spec.split(":", 1)[0] in ("hf", "openai"):
         answer_judge, memory_judge = make_judge(spec, base_url), make_memory_judge(spec, base_url)
+        try:
+            _check_judge_model(getattr(answer_judge, "chat", None))
+        except Error as exc:
+            raise type(exc)(f"judge {spec!r} cannot be used: {exc}") from exc
         return (
             answer_judge,
             memory_judge,
@@ -54,3 +58,28 @@ def make_judges(spec: JudgeSpec, base_url: str | None = None) -> tuple[Any, Any,
             },
         )
     raise InvalidConfig(f"judge must be 'f1', 'em', 'hf:MODEL' or 'openai:MODEL', got {spec!r}")
+
+
+def _check_judge_model(chat: Any) -> None:
+    """Fail before any episode when the judge's model cannot be had (it loads lazily, on the first score).
+
+    A local model is checked by name or folder (nothing loads); an endpoint must answer and,
+    when it lists its models, list this one.
+
+    Raises:
+        UnknownName: A local model that is neither bundled nor a folder.
+        DataNotFound: A folder without a model.
+        EndpointError: The endpoint cannot be reached.
+        InvalidConfig: The endpoint lists its models and the judge's is not among them.
+    """
+    from agemem_gym.policies.llm.chat import HFChat, OpenAIChat
+    from agemem_gym.policies.llm.models import check_model
+
+    if isinstance(chat, HFChat):
+        check_model(chat.model_name)
+    elif isinstance(chat, OpenAIChat):
+        served = chat.client.models()
+        if served and chat.model not in served:
+            raise InvalidConfig(
+                f"judge: {chat.base_url} does not list model {chat.model!r}; it serves: {', '.join(served)}"
+            )

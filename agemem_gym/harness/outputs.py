@@ -7,8 +7,12 @@ and the ``missing`` panels until the last one is done. Reusing a folder:
 - empty or new: the run starts;
 - results of other settings: refused, naming the first differences (``--overwrite`` replaces them);
 - a partial run of the same settings: refused unless ``--resume`` (run only what is missing);
+- a failed run of the same settings (a panel could not run, see ``errors``): refused unless
+  ``--resume`` (play the failed panels again);
 - a complete run of the same settings: refused, nothing to do; ``--resume`` re-renders the
-  report and plots from ``results.json`` without playing an episode.
+  report and plots from ``results.json`` without playing an episode;
+- a run that finished no panel (it failed or was stopped before the first): not a use of the
+  folder, whatever its settings; it is replaced.
 
 ``--overwrite`` removes the previous ``report.md``, ``results.json`` and the whole ``plots/`` folder
 first, so no stale plot stays.
@@ -25,7 +29,7 @@ from typing import Any
 
 from agemem_gym.error import InvalidConfig
 
-__all__ = ["OutputFolder", "settings_of", "setting_differences", "panel_counts"]
+__all__ = ["OutputFolder", "settings_of", "setting_differences", "panel_counts", "finished_panels"]
 
 RESULTS = "results.json"
 REPORT = "report.md"
@@ -67,6 +71,11 @@ def panel_counts(result: Mapping[str, Any]) -> tuple[int, int]:
     """``(done, total)`` (benchmark, policy) panels of a result."""
     total = len(result.get("benchmarks", [])) * len(result.get("config", {}).get("policies", []))
     return total - len(result.get("missing", [])), total
+
+
+def finished_panels(result: Mapping[str, Any]) -> int:
+    """How many (benchmark, policy) panels of a result were played to the end (failed ones not)."""
+    return sum(len(per) for per in (result.get("results") or {}).values() if isinstance(per, Mapping))
 
 
 class OutputFolder:
@@ -127,6 +136,9 @@ class OutputFolder:
                     "use --overwrite to replace them or another --out"
                 )
             return None
+        if not finished_panels(previous):
+            self.clear()  # nothing of it is worth keeping: a failed start must not block the fixed command
+            return None
         self._check_reusable(previous, planned, resume)
         return previous
 
@@ -144,6 +156,12 @@ class OutputFolder:
             raise InvalidConfig(
                 f"{self.path} already holds the complete results of these settings ({total} panels); nothing to run "
                 "(--resume re-renders the report, --overwrite reruns everything)"
+            )
+        if previous["status"] == "failed":
+            failed = total - finished_panels(previous)
+            raise InvalidConfig(
+                f"{self.path} holds a run of these settings in which {failed} of {total} panels failed "
+                "(see its report.md); add --resume to play them again or --overwrite to start afresh"
             )
         raise InvalidConfig(
             f"{self.path} holds a partial run of these settings ({done} of {total} panels done); "

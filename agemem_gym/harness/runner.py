@@ -24,7 +24,7 @@ from agemem_gym.error import InvalidConfig
 from agemem_gym.evaluation import EpisodeResult
 from agemem_gym.policies.base import Policy
 from agemem_gym.runner import EpisodeEnd, env_kwargs_for, play_episodes
-from agemem_gym.vector import EnvFactory, make_slot_envs
+from agemem_gym.vector import EnvFactory, close_quietly, make_slot_envs
 
 __all__ = ["run_panel"]
 
@@ -72,8 +72,10 @@ def run_panel(
             panel.agents[0].reset()
         plan = [(i % panel.n_tasks, int(seed) + i) for i in range(int(episodes))]
         play_episodes(envs, plan, panel.act, on_start=panel.start, on_end=panel.finish, max_steps=max_steps)
-    finally:
-        envs.close()
+    except BaseException:  # Ctrl-C or a failure: stop the workers without waiting on their step
+        close_quietly(envs)
+        raise
+    envs.close()
     return [panel.results[i] for i in range(len(plan))]
 
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -17,7 +18,11 @@ def used_folder(tmp_path, step=5, **changes):
     folder = tmp_path / "run"
     checkpoint = folder / f"checkpoint-{step:06d}"
     checkpoint.mkdir(parents=True)
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": step, "config": config.to_dict()}))
+    state = {"step": step, "numpy_rng": {}, "config": config.to_dict()}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    for name in ("optimizer.pt", "rng.pt"):  # torch.save writes zip archives
+        with zipfile.ZipFile(checkpoint / name, "w") as archive:
+            archive.writestr("data.pkl", b"")
     (folder / "config.json").write_text(json.dumps(config.to_dict()))
     (folder / "metrics.csv").write_text("step\n0\n")
     (folder / "notes.txt").write_text("mine")
@@ -84,3 +89,17 @@ def test_cli_refuses_a_changed_setting_in_one_line_before_loading_torch(tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 0  # untouched
     proc = subprocess.run([*cmd, "--resume", "--overwrite"], capture_output=True, text=True)
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+@pytest.mark.parametrize("made", [False, True])
+def test_cli_resume_of_a_folder_without_a_run_is_refused_not_started_from_step_0(tmp_path, made):
+    """Issue 29, item 7: a mistyped --output-dir with --resume trained from step 0 and exited 0."""
+    folder = tmp_path / "runs" / "typo"
+    if made:
+        folder.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "agemem_gym", "train", "--output-dir", str(folder), "--resume", "--steps", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "--resume" in lines[0] and "holds no run to continue" in lines[0] and str(folder) in lines[0]
+    assert folder.exists() == made and (not made or not any(folder.iterdir()))

@@ -202,8 +202,10 @@ def test_eval_suite_longmemeval_reports_scores_by_type(tmp_path, capsys, monkeyp
     result = json.loads((out / "results.json").read_text())
     assert result["scores"]["LongMemEval"]["oracle"] == 1.0
     assert result["results"]["LongMemEval"]["oracle"]["by_group"]["single-session-user"]["episodes"] == 2
-    assert main([*args[:-4], "--out", str(tmp_path / "none"), "--env-kwargs", "{}", "--no-plots", "--no-progress"]) == 0
+    # without the data the panel fails: reported, saved as failed (never complete), exit status 1
+    assert main([*args[:-4], "--out", str(tmp_path / "none"), "--env-kwargs", "{}", "--no-plots", "--no-progress"]) == 1
     assert "DataNotFound: LongMemEval is not bundled" in capsys.readouterr().out
+    assert json.loads((tmp_path / "none" / "results.json").read_text())["status"] == "failed"
 
 
 def test_agemem_run_prints_the_scores_by_type(capsys):

@@ -158,6 +158,18 @@ def test_a_stall_past_the_timeout_is_retried_then_a_clear_error(serve):
     assert time.perf_counter() - start < 2.0
 
 
+def test_a_reply_trickled_byte_by_byte_is_bounded_by_the_timeout(serve):
+    # every read gets a byte well within the timeout; only a bound on the whole attempt stops it
+    server = serve()
+    server.faults = ["trickle", "trickle"]
+    policy = OpenAIPolicy(MODEL, base_url=server.url, timeout=2.0, max_retries=1, backoff=0.001)
+    start = time.perf_counter()
+    with pytest.raises(EndpointError, match=r"failed 2 times \(timeout 2 s each\); last attempt: timed out"):
+        policy.act([{"role": "user", "content": "hi"}], {})
+    assert time.perf_counter() - start < 60.0  # 2 attempts of 2 s; the reply alone takes > 100 s
+    assert policy.usage["requests"] == 2
+
+
 def test_nothing_listening_is_a_clear_error_at_construction(capsys, tmp_path):
     url = f"http://127.0.0.1:{_free_port()}/v1"
     with pytest.raises(EndpointError, match="connection refused"):
@@ -176,6 +188,16 @@ def test_unknown_model_is_a_clear_error_on_the_first_call_and_not_retried(serve)
     with pytest.raises(EndpointError, match=r"does not serve model 'no-such-model'.*it serves: scripted-model"):
         policy.act([{"role": "user", "content": "hi"}], {})
     assert len(server.bodies) == 1
+
+
+def test_a_listed_model_that_is_refused_is_not_called_unserved(serve):
+    server = serve()
+    server.refused = {MODEL}
+    policy = OpenAIPolicy(MODEL, base_url=server.url, **FAST)
+    with pytest.raises(EndpointError) as err:
+        policy.act([{"role": "user", "content": "hi"}], {})
+    message = str(err.value)
+    assert f"lists model '{MODEL}' but answered HTTP 404" in message and "does not serve" not in message
 
 
 # ----------------------------------------------------------------- names and arguments

@@ -9,7 +9,9 @@ A checkpoint survives a crash while it is written (SIGKILL, power loss):
    folder is synced so the rename itself is durable.
 
 :func:`latest_checkpoint` takes only folders that carry the marker, so a kill at any point
-leaves the previous checkpoint the one a resumed run loads. Staging folders a killed save
+leaves the previous checkpoint the one a resumed run loads. A checkpoint damaged after it was
+written (a truncated or garbled ``trainer_state.json``, ``optimizer.pt``, ``rng.pt`` or
+``.safetensors`` file: :func:`damage`) is passed over too, with a notice naming the file. Staging folders a killed save
 left behind are removed by the next save.
 
 Resuming with a different number of processes: the checkpoint holds the *run's* state, not
@@ -26,16 +28,28 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agemem_gym.error import InvalidConfig
 
 if TYPE_CHECKING:  # torch loads only when a checkpoint is written or read: the CLI checks folders first
     import numpy as np
     import torch
 
-__all__ = ["COMPLETE", "save_checkpoint", "latest_checkpoint", "is_complete", "load_training_state", "load_counters"]
+__all__ = [
+    "COMPLETE",
+    "save_checkpoint",
+    "latest_checkpoint",
+    "is_complete",
+    "damage",
+    "load_training_state",
+    "load_counters",
+]
 
 COMPLETE = "COMPLETE"
 """The marker file a checkpoint folder gets last: without it the folder is never loaded."""
@@ -168,14 +182,109 @@ def is_complete(path: str | Path) -> bool:
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The newest complete checkpoint in ``folder``, if any (:func:`is_complete`)."""
+    """The newest complete and intact checkpoint in ``folder``, if any.
+
+    A complete checkpoint (:func:`is_complete`) whose files were damaged afterwards (a disk
+    fault, a copy cut short: :func:`damage`) is passed over with a notice on stderr naming the
+    damaged file and the checkpoint used instead.
+
+    Raises:
+        InvalidConfig: Every complete checkpoint is damaged (the message names the newest's file).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    damaged: list[tuple[Path, str]] = []
     for _, path in sorted(found, reverse=True):
-        if is_complete(path):
+        if not is_complete(path):
+            continue
+        problem = damage(path)
+        if problem is None:
+            for bad, why in damaged:
+                _notice(f"{bad.name} is damaged ({why}); using {path.name}, the newest intact checkpoint")
             return path
+        damaged.append((path, problem))
+    if damaged:
+        bad, why = damaged[0]
+        raise InvalidConfig(
+            f"every checkpoint in {folder} is damaged ({bad.name}: {why}); pass --overwrite to start afresh"
+        )
+    return None
+
+
+_NOTICED: set[str] = set()
+
+
+def _notice(message: str) -> None:
+    """Print ``message`` once per process, on the main process only."""
+    if message in _NOTICED or int(os.environ.get("RANK", "0")) != 0:
+        return
+    _NOTICED.add(message)
+    print(f"agemem: {message}", file=sys.stderr)
+
+
+def damage(path: str | Path) -> str | None:
+    """What is wrong with a checkpoint's files, or ``None`` when they look intact.
+
+    Cheap checks that read no tensor data: ``trainer_state.json`` parses and has its fields;
+    ``optimizer.pt`` and ``rng.pt`` are whole zip archives (what ``torch.save`` writes); every
+    ``.safetensors`` file's header parses and the file is as long as the header says.
+    """
+    path = Path(path)
+    checks: list[tuple[str, Callable[[Path], str | None]]] = [
+        ("trainer_state.json", _state_problem),
+        ("optimizer.pt", _torch_file_problem),
+        ("rng.pt", _torch_file_problem),
+    ]
+    for name, check in checks:
+        problem = check(path / name)
+        if problem is not None:
+            return f"{name}: {problem}"
+    for weights in sorted((path / "model").glob("*.safetensors")):
+        problem = _safetensors_problem(weights)
+        if problem is not None:
+            return f"{weights.relative_to(path)}: {problem}"
+    return None
+
+
+def _state_problem(file: Path) -> str | None:
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(state, dict) or not {"step", "numpy_rng"} <= set(state):
+        return "not a trainer state (no step or numpy_rng)"
+    return None
+
+
+def _torch_file_problem(file: Path) -> str | None:
+    try:
+        size = file.stat().st_size
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        return f"not a whole torch file ({type(exc).__name__}: {exc})"
+    if any(m.header_offset + m.compress_size > size for m in members):
+        return "cut short"
+    return None
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    try:
+        with open(file, "rb") as f:
+            size = file.stat().st_size
+            length = int.from_bytes(f.read(8), "little")
+            if length <= 0 or 8 + length > size:
+                return "cut short or not a safetensors file"
+            header = json.loads(f.read(length))
+    except (OSError, ValueError) as exc:
+        return f"unreadable header ({type(exc).__name__}: {exc})"
+    if not isinstance(header, dict):
+        return "not a safetensors header"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + length + max(ends, default=0) != size:
+        return f"{size} bytes, the header describes {8 + length + max(ends, default=0)}"
     return None
 
 
@@ -194,19 +303,30 @@ def load_training_state(
     import torch
 
     path = Path(path)
-    state = json.loads((path / "trainer_state.json").read_text())
-    optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
+    state = _read(path / "trainer_state.json", lambda f: json.loads(f.read_text()))
+    optimizer_state = _read(path / "optimizer.pt", lambda f: torch.load(f, weights_only=True))
     if load_optimizer is None:
         optimizer.load_state_dict(optimizer_state)
     else:
         load_optimizer(optimizer, optimizer_state)
-    torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
+    torch.set_rng_state(_read(path / "rng.pt", lambda f: torch.load(f, weights_only=True))["torch"])
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"])
 
 
+def _read(file: Path, load: Callable[[Path], Any]) -> Any:
+    """``load(file)``; a damaged file :func:`damage` missed is named in one line instead of a traceback."""
+    try:
+        return load(file)
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:  # RuntimeError: PytorchStreamReader
+        raise InvalidConfig(
+            f"{file} is damaged ({type(exc).__name__}: {exc}); remove {file.parent.name} to resume from the "
+            "checkpoint before it, or pass --overwrite to start afresh"
+        ) from exc
+
+
 def load_counters(path: str | Path) -> dict[str, float] | None:
     """The running totals a checkpoint saved (:func:`save_checkpoint`'s ``counters``); ``None`` in older ones."""
-    state = json.loads((Path(path) / "trainer_state.json").read_text())
+    state = _read(Path(path) / "trainer_state.json", lambda f: json.loads(f.read_text()))
     counters = state.get("counters")
     return None if counters is None else {str(k): float(v) for k, v in counters.items()}

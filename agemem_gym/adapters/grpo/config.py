@@ -229,8 +229,6 @@ class GRPOConfig:
             raise InvalidConfig(f"clip_high must be > 0 or None, got {self.clip_high}")
         if self.sharding not in ("auto", "replicate", "fsdp2", "zero2", "zero3"):
             raise InvalidConfig(f"sharding must be auto, replicate, fsdp2, zero2 or zero3, got {self.sharding!r}")
-        if self.kl_beta < 0 or self.learning_rate < 0:
-            raise InvalidConfig("kl_beta must be >= 0 and learning_rate >= 0")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InvalidConfig(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.kl_estimator not in ("k1", "k2", "k3"):
@@ -243,6 +241,7 @@ class GRPOConfig:
             budget = self.generated_token_budget
             raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {budget}")
         self._check_env_backend()
+        self._check_rates()
         self._check_credit()
         self._check_advantage()
 
@@ -258,6 +257,11 @@ class GRPOConfig:
                 UserWarning,
                 stacklevel=3,
             )
+
+    def _check_rates(self) -> None:
+        for name in ("kl_beta", "learning_rate"):  # `not >=`: NaN is refused too
+            if not getattr(self, name) >= 0:
+                raise InvalidConfig(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def _check_credit(self) -> None:
         if self.credit not in ("trajectory", "memory-state"):

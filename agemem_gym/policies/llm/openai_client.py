@@ -6,6 +6,9 @@ policy (:class:`~agemem_gym.policies.llm.openai_policy.OpenAIPolicy`) talk throu
 
 What it guarantees:
 
+* one attempt (connect, send, the whole reply) takes at most ``timeout`` seconds, however
+  slowly the server trickles bytes: a watchdog shuts the socket down at the deadline. A whole
+  call therefore takes at most ``(max_retries + 1) * timeout`` plus the backoff waits;
 * connection errors, timeouts, HTTP 429 and 5xx, and garbage replies (not JSON, no
   ``choices``) are retried with exponential backoff, a bounded number of times, then raise
   :class:`~agemem_gym.error.EndpointError` saying what the last attempt got;
@@ -19,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.error
@@ -45,6 +49,90 @@ def resolve_base_url(base_url: str | None, owner: str) -> str:
 
 class _Retry(Exception):
     """An attempt failed in a way worth retrying; the message says how."""
+
+
+class _Deadline:
+    """Shuts down every connection of one attempt when its time is up.
+
+    A socket timeout bounds each read, not the reply: a server sending one byte per second
+    never trips it. The watchdog timer shuts the socket down instead, which makes the blocked
+    read return at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down at the deadline (at once when it has passed)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+
+
+def _watched(cls: type[http.client.HTTPConnection], deadline: _Deadline) -> Callable[..., Any]:
+    """A connection factory for ``do_open`` whose connections the deadline watches.
+
+    The socket exists only once ``connect`` ran (inside the first ``request``), so the factory
+    wraps ``connect`` to hand the socket over right after. The socket itself is kept, not the
+    connection: ``urllib`` detaches it from the connection before the body is read.
+    """
+
+    def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+        connection = cls(*args, **kwargs)
+        connect = connection.connect
+
+        def watched_connect() -> None:
+            connect()
+            if connection.sock is not None:
+                deadline.watch(connection.sock)
+
+        connection.connect = watched_connect  # type: ignore[method-assign]  # per-instance hook
+        return connection
+
+    return make
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPConnection, self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPSConnection, self.deadline), req)  # http.client's default context
 
 
 def _excerpt(raw: bytes | str) -> str:
@@ -87,7 +175,7 @@ class OpenAIClient:
     Args:
         base_url: e.g. ``http://localhost:8000/v1`` (default ``$OPENAI_BASE_URL``).
         api_key: Bearer token (default ``$OPENAI_API_KEY``; local servers need none).
-        timeout: Seconds one attempt may take (connect plus reply).
+        timeout: Seconds one attempt may take (connect plus the whole reply, however slow).
         max_retries: Further attempts after a retryable failure (0: try once).
         backoff: Seconds before the first retry; doubles each retry.
         max_backoff: Longest wait between two attempts.
@@ -182,15 +270,19 @@ class OpenAIClient:
 
     def _attempt(self, url: str, body: dict[str, Any] | None, check: Callable[[Any], str | None]) -> dict[str, Any]:
         """One request: the checked JSON reply; :class:`_Retry` or :class:`EndpointError` otherwise."""
-        try:
-            raw = self._send(url, body)
-        except urllib.error.HTTPError as exc:
-            raw_error = exc.read()
-            if exc.code == 429 or exc.code >= 500:
-                raise _Retry(f"HTTP {exc.code}: {_excerpt(raw_error)}") from exc
-            raise EndpointError(self._client_error(url, exc.code, raw_error, body)) from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
-            raise _Retry(_describe(exc)) from exc
+        with _Deadline(self.timeout) as deadline:
+            try:
+                raw = self._send(url, body, deadline)
+            except _Retry as exc:  # the cut socket reads as reset, refused or a short reply
+                if deadline.expired:
+                    raise _Retry(f"timed out: no complete reply within {self.timeout:g} s") from exc
+                raise
+        if deadline.expired:  # a reply cut at the deadline may read as complete (no Content-Length)
+            raise _Retry(f"timed out: no complete reply within {self.timeout:g} s")
+        return self._parse(raw, check)
+
+    def _parse(self, raw: bytes, check: Callable[[Any], str | None]) -> dict[str, Any]:
+        """The checked JSON reply, or :class:`_Retry`."""
         try:
             payload = json.loads(raw)
         except ValueError as exc:
@@ -200,23 +292,46 @@ class OpenAIClient:
             raise _Retry(f"{problem}: {_excerpt(raw)}")
         return payload
 
-    def _send(self, url: str, body: dict[str, Any] | None) -> bytes:
+    def _send(self, url: str, body: dict[str, Any] | None, deadline: _Deadline) -> bytes:
+        """The raw reply; :class:`_Retry` or :class:`EndpointError` for a failed request."""
+        try:
+            return self._open(url, body, deadline)
+        except urllib.error.HTTPError as exc:
+            try:
+                raw_error = exc.read()
+            except (OSError, http.client.HTTPException) as cut:  # the error body cut short (or at the deadline)
+                raise _Retry(f"HTTP {exc.code}, then {_describe(cut)}") from cut
+            if exc.code == 429 or exc.code >= 500:
+                raise _Retry(f"HTTP {exc.code}: {_excerpt(raw_error)}") from exc
+            raise EndpointError(self._client_error(url, exc.code, raw_error, body)) from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
+            raise _Retry(_describe(exc)) from exc
+
+    def _open(self, url: str, body: dict[str, Any] | None, deadline: _Deadline) -> bytes:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, headers=headers)
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - user-given URL
-            return response.read()
+        payload = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=payload, headers=headers)
+        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+        with opener.open(request, timeout=self.timeout) as response:  # noqa: S310 - user-given URL
+            data: bytes = response.read()
+            return data
 
     def _client_error(self, url: str, status: int, raw: bytes, body: Mapping[str, Any] | None) -> str:
         message = _error_message(raw)
         model = (body or {}).get("model")
         if model is not None and _is_unknown_model(status, message):
             try:
-                served = ", ".join(self.models()) or "none listed"
+                listed = self.models()
             except EndpointError:
-                served = "unknown"
+                listed = []
+            if model in listed:  # listed yet refused: still loading, or a router pointing elsewhere
+                return (
+                    f"{self.base_url} lists model {model!r} but answered HTTP {status} for it ({message}); "
+                    "the server may still be loading it, or route it to another backend"
+                )
+            served = ", ".join(listed) or "none listed"
             return f"{self.base_url} does not serve model {model!r} (HTTP {status}: {message}); it serves: {served}"
         return f"{url} answered HTTP {status}: {message}"
 
