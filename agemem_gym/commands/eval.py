@@ -19,6 +19,7 @@ from agemem_gym.commands._args import (
     check_env_kwargs,
     check_model_option,
     json_object,
+    non_negative_int,
     policies_with_model,
 )
 from agemem_gym.commands._outputs import check_output_dir
@@ -55,7 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help='JSON {"policy name": {arguments}} for constructors',
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed: episode i uses task i and seed + i")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="base seed: episode i uses task i and seed + i"
+    )
     parser.add_argument("--num-envs", type=int, default=2, help="sub-environments per vector env")
     parser.add_argument("--vector-mode", choices=("sync", "async", "ray"), default="sync", help="async/ray: workers")
     parser.add_argument("--judge", default="f1", help="f1 (offline, default), em, hf:MODEL or openai:MODEL")
@@ -175,7 +178,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     check_output_dir(args.out, "--out")
     for env_id in args.env:
         check_env_id(env_id)
-    check_env_kwargs(args.env_kwargs)
+    check_env_kwargs(args.env_kwargs, args.env)
     unknown = set(args.policy_kwargs) - set(args.policy)
     if unknown:
         raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
