@@ -92,6 +92,43 @@ def check_env_kwargs(env_kwargs: Mapping[str, Any], env_ids: Sequence[str] = ())
         check_env_arguments(env_id, env_kwargs)
 
 
+POLICY_KWARGS_HELP = (
+    "JSON object for the policy, e.g. '{\"top_k\": 3}'; with several --policy flags, one object per policy, "
+    'e.g. \'{"rag": {"top_k": 3}, "openai:M": {"tools": "schema"}}\' (both forms work with one policy)'
+)
+"""The help of ``--policy-kwargs`` (run and eval take the same two forms)."""
+
+
+def policy_kwargs_by_name(given: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each policy's keyword arguments from ``--policy-kwargs``, given in either form.
+
+    ``{"top_k": 3}`` is the arguments of the run's one policy; ``{"rag": {"top_k": 3}}`` (every
+    key a ``--policy`` of the run) gives each policy its own. ``run`` and ``eval`` take both.
+
+    Raises:
+        InvalidConfig: Flat arguments with several policies (which one?), or a policy's entry
+            that is not an object.
+    """
+    from agemem_gym.error import InvalidConfig
+
+    if not given:
+        return {name: {} for name in names}
+    if set(given) <= set(names):
+        for name, kwargs in given.items():
+            if not isinstance(kwargs, dict):
+                raise InvalidConfig(
+                    f'--policy-kwargs takes {{"policy name": {{arguments}}}}; {name!r} maps to {kwargs!r}, '
+                    f'e.g. {{"{name}": {{"top_k": 3}}}}'
+                )
+        return {name: dict(given.get(name, {})) for name in names}
+    if len(set(names)) == 1:
+        return {names[0]: dict(given)}
+    raise InvalidConfig(
+        f"--policy-kwargs names {sorted(set(given) - set(names))}, which is not a --policy of this run; with several "
+        f'--policy flags give one object per policy, e.g. {{"{names[0]}": {{"top_k": 3}}}}'
+    )
+
+
 def policies_with_model() -> list[str]:
     """The policies that run a chat model and so take ``--model``."""
     from agemem_gym import policies

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from agemem_gym.commands._args import (
     ENV_KWARGS,
+    POLICY_KWARGS_HELP,
     check_env_id,
     check_env_kwargs,
     check_model_option,
     json_object,
     non_negative_int,
     policies_with_model,
+    policy_kwargs_by_name,
 )
 from agemem_gym.commands._outputs import check_output_dir
 
@@ -53,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--policy-kwargs",
         type=json_object('{"rag": {"top_k": 3}}'),
         default={},
-        help='JSON {"policy name": {arguments}} for constructors',
+        help=POLICY_KWARGS_HELP,
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
     parser.add_argument(
@@ -179,9 +181,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     for env_id in args.env:
         check_env_id(env_id)
     check_env_kwargs(args.env_kwargs, args.env)
-    unknown = set(args.policy_kwargs) - set(args.policy)
-    if unknown:
-        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
+    given = policy_kwargs_by_name(args.policy_kwargs, args.policy)
     check_model_option(args.model, args.policy)
     takers = set(policies_with_model())
     served = [name for name in args.policy if "base_url" in policies.arguments(name)]
@@ -189,10 +189,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         raise InvalidConfig(f"--base-url applies to openai:MODEL policies; {', '.join(args.policy)} takes none")
     policy_kwargs = {}
     for name in args.policy:
-        kwargs = args.policy_kwargs.get(name, {})
-        if not isinstance(kwargs, dict):
-            raise InvalidConfig(f'--policy-kwargs takes {{"policy name": {{arguments}}}}; {name!r} maps to {kwargs!r}')
-        policy_kwargs[name] = dict(kwargs)
+        policy_kwargs[name] = dict(given[name])
         if args.model is not None and name in takers:
             policy_kwargs[name].setdefault("model", args.model)
         if args.base_url is not None and name in served:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from agemem_gym.commands._args import (
     ENV_KWARGS,
+    POLICY_KWARGS_HELP,
     check_env_id,
     check_env_kwargs,
     check_model_option,
     json_object,
     non_negative_int,
+    policy_kwargs_by_name,
 )
 from agemem_gym.commands._outputs import check_output_dir, check_output_file, recordings_in
 
@@ -24,9 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem run``."""
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
-    parser.add_argument(
-        "--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help="JSON object for the policy"
-    )
+    parser.add_argument("--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help=POLICY_KWARGS_HELP)
     parser.add_argument(
         "--model",
         default=None,
@@ -106,7 +106,7 @@ def _check(args: argparse.Namespace) -> dict[str, object]:
     check_env_kwargs(args.env_kwargs, [args.env_id])
     check_model_option(args.model, [args.policy])
     _check_outputs(args)
-    policy_kwargs = dict(args.policy_kwargs)
+    policy_kwargs = policy_kwargs_by_name(args.policy_kwargs, [args.policy])[args.policy]
     if args.model is not None:
         policy_kwargs["model"] = args.model
     if args.base_url is not None:
