@@ -83,7 +83,11 @@ def check_env_arguments(env_id: str, kwargs: Mapping[str, Any]) -> None:
     if spec is None or not isinstance(spec.entry_point, str):
         return
     module, _, attr = spec.entry_point.partition(":")
-    check_arguments(getattr(importlib.import_module(module), attr), kwargs, env_id)
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError:  # an extra that is not installed: gym.make names the pip command
+        return
+    check_arguments(cls, kwargs, env_id)
 
 
 def _guard_passive_checker() -> None:

@@ -162,3 +162,18 @@ def test_every_policy_argument_is_declared_and_checked(name):
             if not fits(_Alien(), hint):
                 with pytest.raises(InvalidConfig, match=rf"policy '{name}': argument {arg} must be"):
                     policies.check_arguments(name, {arg: _Alien()})
+
+
+def test_eval_checks_env_kwargs_against_the_envs_of_its_suites(capsys, tmp_path):
+    argv = ["eval", "--suite", "synthetic", "--policy", "rag", "--out", tmp_path / "ev"]
+    err = one_line_error(capsys, *argv, "--env-kwargs", '{"distractors": 5}')
+    assert "argument distractors must be a DistractorSource" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_the_team_env_checks_its_arguments():
+    pytest.importorskip("pettingzoo")
+    from agemem_gym.adapters.pettingzoo import make_parallel
+
+    with pytest.raises(InvalidConfig, match=r"argument team_weight must be a number, got 'x'"):
+        make_parallel("TeamHotpotQA-v0", team_weight="x")

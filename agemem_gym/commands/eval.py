@@ -89,10 +89,9 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym.harness.evaluate import plan_suite
 
     policy_kwargs = _check(args)
-    suites = args.suite if args.suite is not None else ([] if args.env else ["paper"])
     plan = plan_suite(
         args.policy,
-        suites=suites,
+        suites=_suites(args),
         env_ids=args.env,
         episodes=args.episodes,
         seed=args.seed,
@@ -168,6 +167,11 @@ def _interrupted(folder: OutputFolder) -> int:
     return 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 
 
+def _suites(args: argparse.Namespace) -> list[str]:
+    """``--suite`` as given; without it the paper suite, unless ``--env`` names the envs."""
+    return list(args.suite) if args.suite is not None else ([] if args.env else ["paper"])
+
+
 def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     """Validate the arguments before any model loads; returns each policy's keyword arguments."""
     from agemem_gym import policies
@@ -180,7 +184,10 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     check_output_dir(args.out, "--out")
     for env_id in args.env:
         check_env_id(env_id)
-    check_env_kwargs(args.env_kwargs, args.env)
+    from agemem_gym.harness.suites import resolve_suites
+
+    benches = resolve_suites(_suites(args), args.env)
+    check_env_kwargs(args.env_kwargs, [bench.env_id for bench in benches])
     given = policy_kwargs_by_name(args.policy_kwargs, args.policy)
     check_model_option(args.model, args.policy)
     takers = set(policies_with_model())
