@@ -21,11 +21,14 @@ import dataclasses
 import functools
 import inspect
 import json
+import numbers
 import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar, Union
+
+import numpy as np
 
 from agemem_gym.error import InvalidConfig
 
@@ -52,7 +55,9 @@ class Range:
     exclusive_low: bool = False
 
     def holds(self, value: Any) -> bool:
-        """Whether ``value`` lies within the bounds."""
+        """Whether ``value`` lies within the bounds (NaN lies within none)."""
+        if value != value:
+            return False
         if self.low is not None and (value <= self.low if self.exclusive_low else value < self.low):
             return False
         return self.high is None or value <= self.high
@@ -85,13 +90,13 @@ def _protocol_methods(cls: type) -> list[str]:
 
 def _fits_class(value: Any, hint: type) -> bool:
     if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:  # True is an int to Python, but never a count
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:  # True is an int to Python, but never a count; numpy integers are counts
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if hint is str:  # a path object where a name or folder is asked for, as the config check allows
+        return isinstance(value, (str, os.PathLike))
     if getattr(hint, "_is_protocol", False):  # structural: the protocol's methods are there
         return all(callable(getattr(value, name, None)) for name in _protocol_methods(hint))
     return isinstance(value, hint)
@@ -188,6 +193,7 @@ def _example(hint: Any, default: Any) -> Any:
     return _EXAMPLES.get(hint, ...)
 
 
+@functools.cache  # constructors are few; evaluating their hints is not free
 def _hints(target: Callable[..., Any]) -> dict[str, Any]:
     """The evaluated hints of ``target``.
 

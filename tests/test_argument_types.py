@@ -177,3 +177,15 @@ def test_the_team_env_checks_its_arguments():
 
     with pytest.raises(InvalidConfig, match=r"argument team_weight must be a number, got 'x'"):
         make_parallel("TeamHotpotQA-v0", team_weight="x")
+
+
+def test_the_checker_accepts_what_callers_pass_and_refuses_nan():
+    from pathlib import Path
+
+    import numpy as np
+
+    from agemem_gym.typecheck import NonNegativeFloat, PositiveInt
+
+    assert fits(np.int64(3), PositiveInt) and fits(Path("models/x"), str) and fits(np.float32(0.5), float)
+    assert not fits(True, int) and not fits(float("nan"), NonNegativeFloat) and not fits("ab", list[str])
+    policies.check_arguments("hf", {"model": Path("models/x"), "seed": np.int64(1)})
