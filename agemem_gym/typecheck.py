@@ -43,6 +43,7 @@ __all__ = [
     "checked_init",
     "describe",
     "fits",
+    "short_repr",
 ]
 
 
@@ -166,8 +167,21 @@ def describe(hint: Any) -> str:
     if origin is os.PathLike:
         return "a path"
     if getattr(hint, "_is_protocol", False):
-        return f"a {hint.__name__} (an object with {', '.join(f'{m}()' for m in _protocol_methods(hint))})"
-    return _WORDS.get(hint, f"a {getattr(hint, '__name__', str(hint))}")
+        return f"{_a(hint.__name__)} (an object with {', '.join(f'{m}()' for m in _protocol_methods(hint))})"
+    return _WORDS.get(hint, _a(getattr(hint, "__name__", str(hint))))
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1] in 'AEIOUaeiou' else 'a'} {name}"
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _example(hint: Any, default: Any) -> Any:
@@ -183,7 +197,8 @@ def _example(hint: Any, default: Any) -> Any:
         plain = [a for a in args if a is not type(None)]
         if any(typing.get_origin(a) is os.PathLike for a in plain):
             return "path/to/file"
-        return _example(plain[0], inspect.Parameter.empty) if plain else None
+        examples = [e for e in (_example(a, inspect.Parameter.empty) for a in plain) if e is not ...]
+        return examples[0] if examples else (... if plain else None)
     if origin is Literal:
         return args[0]
     if origin in (collections.abc.Sequence, list, tuple):
@@ -216,8 +231,7 @@ def _hints(target: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _message(owner: str, name: str, hint: Any, value: Any, default: Any) -> str:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    text = f"{owner}: argument {name} must be {describe(hint)}, got {shown} ({type(value).__name__})"
+    text = f"{owner}: argument {name} must be {describe(hint)}, got {short_repr(value)} ({type(value).__name__})"
     example = _example(hint, default)
     if example is ...:
         return text + "; it is a Python object, so pass it from Python, not as JSON"

@@ -189,3 +189,10 @@ def test_the_checker_accepts_what_callers_pass_and_refuses_nan():
     assert fits(np.int64(3), PositiveInt) and fits(Path("models/x"), str) and fits(np.float32(0.5), float)
     assert not fits(True, int) and not fits(float("nan"), NonNegativeFloat) and not fits("ab", list[str])
     policies.check_arguments("hf", {"model": Path("models/x"), "seed": np.int64(1)})
+
+
+@pytest.mark.parametrize("key", ["num_distractors", "judge"])
+def test_a_large_wrong_value_is_shown_cut_in_a_short_line(capsys, key):
+    value = json.dumps({key: json.loads('{"a":' * 900 + "1" + "}" * 900)})
+    err = one_line_error(capsys, "run", HOTPOT, "--episodes", 1, "--no-progress", "--env-kwargs", value)
+    assert f"{key} must be" in err and "..." in err and len(err) < 400, err
