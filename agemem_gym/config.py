@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 from agemem_gym.error import InvalidConfig, unknown_name
+from agemem_gym.typecheck import short_repr
 
 __all__ = [
     "EnvConfig",
@@ -97,7 +98,8 @@ def check_field_types(config: Any) -> None:
         value = getattr(config, field.name)
         hint = hints.get(field.name, Any)
         if not _matches(value, hint):
-            raise InvalidConfig(f"{field.name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})")
+            shown = short_repr(value)
+            raise InvalidConfig(f"{field.name} must be {_describe(hint)}, got {shown} ({type(value).__name__})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ import dataclasses
 import inspect
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -59,6 +59,7 @@ from agemem_gym.task import Task
 from agemem_gym.tools import DEFAULT_TOOLS, ParsedTurn, ToolCall, ToolExecutor, ToolResult, ToolTable, system_prompt
 from agemem_gym.tools.memory_ids import live_memory_ids
 from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
+from agemem_gym.typecheck import checked_init
 
 __all__ = ["MemoryEnv", "Observation"]
 
@@ -133,6 +134,11 @@ class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
     interactive: ClassVar[bool] = False
     task_note: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every env checks its constructor's arguments against its type hints (:mod:`agemem_gym.typecheck`)."""
+        super().__init_subclass__(**kwargs)
+        checked_init(cls, _owner)
+
     def __init__(
         self,
         *,
@@ -147,7 +153,7 @@ class MemoryEnv(SnapshotMixin, gym.Env[Observation, str]):
         distractors: DistractorSource | None = None,
         tools: ToolTable | None = None,
         tokenizer: Any = None,
-        render_mode: str | None = None,
+        render_mode: Literal["ansi"] | None = None,
         **overrides: Any,
     ) -> None:
         self.config, self.memory_config = _split_overrides(config, memory, overrides)
@@ -582,3 +588,10 @@ def _split_overrides(
         arguments = set(inspect.signature(MemoryEnv.__init__).parameters) - {"self", "overrides"}
         raise unknown_name("environment argument", name, _ENV_FIELDS | _MEMORY_FIELDS | arguments)
     return dataclasses.replace(env_cfg, **env_kw), dataclasses.replace(mem_cfg, **mem_kw)
+
+
+def _owner(env: MemoryEnv) -> str:
+    return type(env).__name__
+
+
+checked_init(MemoryEnv, _owner)

@@ -91,7 +91,7 @@ def run_episodes(
         seed: Base seed.
         env_kwargs: Passed to ``gym.make``; ``privileged_info`` is turned on for policies that
             declare ``needs_privileged_info``.
-        progress: Show a tqdm progress bar.
+        progress: Show a tqdm progress bar of episodes, with the turn of the current one.
         max_steps: Safety cap on steps per episode.
         record: A folder to write every episode to as JSON Lines
             (:class:`~agemem_gym.wrappers.record.RecordEpisode`; view with ``agemem view``).
@@ -113,11 +113,12 @@ def run_episodes(
         n_tasks = len(envs.get_attr("task_ids")[0])
         bar = _progress(episodes, f"{env_id} | {policy_name}", progress)
         plan = [(i % n_tasks, seed + i) for i in range(episodes)]
+        turns = _TurnCounter(bar, policy, seed)
         ends = play_episodes(
             envs,
             plan,
-            lambda _slots, observations, infos: [policy.act(observations[0], infos[0])],
-            on_start=lambda _slot, index: _start_episode(policy, seed + index),
+            turns.act,
+            on_start=turns.start,
             on_end=lambda _end: bar.update(1),
             max_steps=max_steps,
         )
@@ -135,8 +136,31 @@ def _start_episode(policy: Policy, seed: int) -> None:
         policy.reset()
 
 
+class _TurnCounter:
+    """Acts for the one slot of ``run_episodes`` and shows the turn of the episode on the bar.
+
+    The turn is shown before it is played: a chat model on CPU can take minutes per episode,
+    and a bar that moves only per episode looks stuck.
+    """
+
+    def __init__(self, bar: Any, policy: Policy, seed: int) -> None:
+        self.bar, self.policy, self.seed, self.turn = bar, policy, seed, 0
+
+    def start(self, _slot: int, index: int) -> None:
+        self.turn = 0
+        _start_episode(self.policy, self.seed + index)
+
+    def act(self, _slots: Any, observations: Sequence[Any], infos: Sequence[Any]) -> list[str]:
+        self.turn += 1
+        self.bar.set_postfix_str(f"turn {self.turn}", refresh=True)
+        return [self.policy.act(observations[0], infos[0])]
+
+
 class _NoBar:
     def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         pass
 
     def close(self) -> None:

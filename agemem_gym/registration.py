@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 
-__all__ = ["ENV_SPECS", "register_envs", "env_ids"]
+__all__ = ["ENV_SPECS", "check_env_arguments", "register_envs", "env_ids"]
 
 
 class _Spec(NamedTuple):
@@ -57,6 +58,36 @@ def register_envs() -> None:
 def env_ids() -> list[str]:
     """All registered agemem-gym ids."""
     return [s.id for s in ENV_SPECS]
+
+
+def check_env_arguments(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Check ``gym.make(env_id, **kwargs)``'s arguments against the env constructor's type hints.
+
+    The env's constructor checks them too, but ``gym.make`` reads ``render_mode`` before it
+    calls the constructor (``render_mode=5`` fails inside Gymnasium), and a caller may want to
+    check before anything heavy loads.
+
+    Args:
+        env_id: A registered id (an unregistered one is left to ``gym.make``).
+        kwargs: The arguments.
+
+    Raises:
+        InvalidConfig: A value that does not fit (the message names the argument, the type
+            it takes and an example).
+    """
+    import importlib
+
+    from agemem_gym.typecheck import check_arguments
+
+    spec = gym.registry.get(env_id)
+    if spec is None or not isinstance(spec.entry_point, str):
+        return
+    module, _, attr = spec.entry_point.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError:  # an extra that is not installed: gym.make names the pip command
+        return
+    check_arguments(cls, kwargs, env_id)
 
 
 def _guard_passive_checker() -> None:

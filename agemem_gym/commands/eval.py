@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 
 from agemem_gym.commands._args import (
     ENV_KWARGS,
+    POLICY_KWARGS_HELP,
     check_env_id,
     check_env_kwargs,
     check_model_option,
     json_object,
+    non_negative_int,
     policies_with_model,
+    policy_kwargs_by_name,
 )
 from agemem_gym.commands._outputs import check_output_dir
 
@@ -52,10 +55,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--policy-kwargs",
         type=json_object('{"rag": {"top_k": 3}}'),
         default={},
-        help='JSON {"policy name": {arguments}} for constructors',
+        help=POLICY_KWARGS_HELP,
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per benchmark (the seeded panel length)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed: episode i uses task i and seed + i")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="base seed: episode i uses task i and seed + i"
+    )
     parser.add_argument("--num-envs", type=int, default=2, help="sub-environments per vector env")
     parser.add_argument("--vector-mode", choices=("sync", "async", "ray"), default="sync", help="async/ray: workers")
     parser.add_argument("--judge", default="f1", help="f1 (offline, default), em, hf:MODEL or openai:MODEL")
@@ -84,10 +89,9 @@ def main(args: argparse.Namespace) -> int:
     from agemem_gym.harness.evaluate import plan_suite
 
     policy_kwargs = _check(args)
-    suites = args.suite if args.suite is not None else ([] if args.env else ["paper"])
     plan = plan_suite(
         args.policy,
-        suites=suites,
+        suites=_suites(args),
         env_ids=args.env,
         episodes=args.episodes,
         seed=args.seed,
@@ -163,6 +167,11 @@ def _interrupted(folder: OutputFolder) -> int:
     return 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 
 
+def _suites(args: argparse.Namespace) -> list[str]:
+    """``--suite`` as given; without it the paper suite, unless ``--env`` names the envs."""
+    return list(args.suite) if args.suite is not None else ([] if args.env else ["paper"])
+
+
 def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     """Validate the arguments before any model loads; returns each policy's keyword arguments."""
     from agemem_gym import policies
@@ -175,10 +184,11 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     check_output_dir(args.out, "--out")
     for env_id in args.env:
         check_env_id(env_id)
-    check_env_kwargs(args.env_kwargs)
-    unknown = set(args.policy_kwargs) - set(args.policy)
-    if unknown:
-        raise InvalidConfig(f"--policy-kwargs names {sorted(unknown)}, which is not a --policy of this run")
+    from agemem_gym.harness.suites import resolve_suites
+
+    benches = resolve_suites(_suites(args), args.env)
+    check_env_kwargs(args.env_kwargs, [bench.env_id for bench in benches])
+    given = policy_kwargs_by_name(args.policy_kwargs, args.policy)
     check_model_option(args.model, args.policy)
     takers = set(policies_with_model())
     served = [name for name in args.policy if "base_url" in policies.arguments(name)]
@@ -186,10 +196,7 @@ def _check(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         raise InvalidConfig(f"--base-url applies to openai:MODEL policies; {', '.join(args.policy)} takes none")
     policy_kwargs = {}
     for name in args.policy:
-        kwargs = args.policy_kwargs.get(name, {})
-        if not isinstance(kwargs, dict):
-            raise InvalidConfig(f'--policy-kwargs takes {{"policy name": {{arguments}}}}; {name!r} maps to {kwargs!r}')
-        policy_kwargs[name] = dict(kwargs)
+        policy_kwargs[name] = dict(given[name])
         if args.model is not None and name in takers:
             policy_kwargs[name].setdefault("model", args.model)
         if args.base_url is not None and name in served:

@@ -7,7 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-from agemem_gym.commands._args import ENV_KWARGS, check_env_id, check_env_kwargs, check_model_option, json_object
+from agemem_gym.commands._args import (
+    ENV_KWARGS,
+    POLICY_KWARGS_HELP,
+    check_env_id,
+    check_env_kwargs,
+    check_model_option,
+    json_object,
+    non_negative_int,
+    policy_kwargs_by_name,
+)
 from agemem_gym.commands._outputs import check_output_dir, check_output_file, recordings_in
 
 HELP = "run a policy on an environment and print the paper's metrics"
@@ -17,9 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agemem run``."""
     parser.add_argument("env_id", help="e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--policy", default="oracle", help="policy name (agemem list shows them)")
-    parser.add_argument(
-        "--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help="JSON object for the policy"
-    )
+    parser.add_argument("--policy-kwargs", type=json_object('{"top_k": 3}'), default={}, help=POLICY_KWARGS_HELP)
     parser.add_argument(
         "--model",
         default=None,
@@ -31,7 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="for --policy openai:MODEL: the OpenAI-compatible endpoint ($OPENAI_BASE_URL; key from $OPENAI_API_KEY)",
     )
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes to play (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with seed + i (default 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="episode i is seeded with seed + i (default 0)"
+    )
     parser.add_argument("--env-kwargs", type=json_object(ENV_KWARGS), default={}, help="JSON object passed to gym.make")
     parser.add_argument("--json", dest="json_out", default=None, help="write the summary and episodes as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -94,10 +103,10 @@ def _check(args: argparse.Namespace) -> dict[str, object]:
     if args.episodes < 1:
         raise InvalidConfig(f"--episodes must be >= 1, got {args.episodes}")
     check_env_id(args.env_id)
-    check_env_kwargs(args.env_kwargs)
+    check_env_kwargs(args.env_kwargs, [args.env_id])
     check_model_option(args.model, [args.policy])
     _check_outputs(args)
-    policy_kwargs = dict(args.policy_kwargs)
+    policy_kwargs = policy_kwargs_by_name(args.policy_kwargs, [args.policy])[args.policy]
     if args.model is not None:
         policy_kwargs["model"] = args.model
     if args.base_url is not None:

@@ -9,6 +9,8 @@ import math
 import sys
 from typing import Any
 
+from agemem_gym.commands._args import non_negative_int
+
 HELP = "train a memory-managing LLM with step-wise GRPO"
 
 
@@ -44,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", dest="env_id", **_FIELD, help="environment id, e.g. AgeMem/HotpotQA-v0")
     parser.add_argument("--steps", dest="num_steps", type=int, **_FIELD, help="override num_steps")
     parser.add_argument("--output-dir", **_FIELD, help="where logs, checkpoints and the plot go")
-    parser.add_argument("--seed", type=int, **_FIELD, help="seeds model init, task sampling and rollouts")
+    parser.add_argument("--seed", type=non_negative_int, **_FIELD, help="seeds model init, task sampling and rollouts")
     parser.add_argument("--learning-rate", type=float, **_FIELD, help="AdamW learning rate (0: a control run)")
     parser.add_argument("--clip", type=_clip, **_FIELD, help="PPO clip ε, or 'none' for the paper's unclipped ratio")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), **_FIELD, help="autocast of every forward")
@@ -108,7 +110,7 @@ def _check(args: argparse.Namespace) -> Any:
     # the command line never reuses a run folder unasked (the Python API's resume=True does)
     config = load_config(args.config, **{"resume": False, **overrides(args)})
     check_env_id(config.env_id)
-    check_env_kwargs(dict(config.env_kwargs))
+    check_env_kwargs(config.env_kwargs, [config.env_id])
     check_model(config.model)
     check_output_dir(config.output_dir, "--output-dir")
     if config.record_dir is not None:

@@ -17,6 +17,7 @@ from agemem_gym.policies.base import BasePolicy, Policy
 from agemem_gym.policies.random_policy import RandomPolicy
 from agemem_gym.policies.reader import ExtractiveReader
 from agemem_gym.policies.scripted import NoMemoryPolicy, OraclePolicy, RAGPolicy, StoreAllPolicy
+from agemem_gym.typecheck import check_arguments as _check_types
 
 __all__ = [
     "BasePolicy",
@@ -120,13 +121,18 @@ def arguments(name: str) -> list[str]:
 def check_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
     """Raise before anything loads when ``kwargs`` holds an argument policy ``name`` does not take.
 
+    Values are checked against the constructor's type hints (:mod:`agemem_gym.typecheck`), the
+    same declaration the constructor itself checks, so ``top_k="x"`` fails here, before a
+    model loads, with the message the constructor would give.
+
     Args:
         name: One of :func:`names` (unknown names get a "did you mean").
         kwargs: The constructor arguments.
 
     Raises:
         UnknownName: ``name`` is not a policy.
-        InvalidConfig: An argument the policy does not accept (the message lists those it does).
+        InvalidConfig: An argument the policy does not accept (the message lists those it
+            does), or a value of another type or out of range.
     """
     accepted = arguments(name)
     unknown = sorted(set(kwargs) - set(accepted))
@@ -134,6 +140,11 @@ def check_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
         raise InvalidConfig(
             f"policy {name!r} takes no argument {unknown[0]!r}; it accepts: {', '.join(accepted) or 'none'}"
         )
+    base, _ = split_name(name)
+    owner = f"policy {base!r}"
+    _check_types(_resolve(POLICIES[base]), kwargs, owner)
+    if base in _FORWARDS_TO:
+        _check_types(_resolve(_FORWARDS_TO[base]), kwargs, owner)
 
 
 def names() -> list[str]:

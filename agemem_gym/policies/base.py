@@ -7,6 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agemem_gym.typecheck import checked_init
+
 __all__ = ["Policy", "BasePolicy", "last_message", "messages_since_last_turn"]
 
 Observation = Sequence[Mapping[str, str]]
@@ -31,6 +33,11 @@ class BasePolicy:
 
     name = "base"
     needs_privileged_info = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every policy checks its constructor's arguments against its type hints (:mod:`agemem_gym.typecheck`)."""
+        super().__init_subclass__(**kwargs)
+        checked_init(cls, lambda policy: f"policy {policy.name!r}")
 
     def act(self, observation: Observation, info: Mapping[str, Any]) -> str:
         """The next turn."""

@@ -23,6 +23,7 @@ from agemem_gym.tools import (
     format_answer,
     format_tool_call,
 )
+from agemem_gym.typecheck import NonNegativeInt, Probability
 
 __all__ = ["RandomPolicy"]
 
@@ -64,7 +65,11 @@ class RandomPolicy(BasePolicy):
     name = "random"
 
     def __init__(
-        self, seed: int = 0, p_answer: float = 0.25, p_malformed: float = 0.3, tools: ToolTable = DEFAULT_TOOLS
+        self,
+        seed: NonNegativeInt = 0,
+        p_answer: Probability = 0.25,
+        p_malformed: Probability = 0.3,
+        tools: ToolTable = DEFAULT_TOOLS,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.tools = tools

@@ -46,6 +46,7 @@ from agemem_gym.tools import (
     format_answer,
     format_tool_call,
 )
+from agemem_gym.typecheck import NonNegativeInt, PositiveInt
 
 __all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy", "retrieved_memories"]
 
@@ -89,7 +90,7 @@ def _plan_from(texts: list[str]) -> list[str]:
 
 
 class _Scripted(BasePolicy):
-    def __init__(self, top_k: int = 3, seed: int = 0) -> None:
+    def __init__(self, top_k: PositiveInt = 3, seed: NonNegativeInt = 0) -> None:
         self.top_k = int(top_k)
         self.reader = ExtractiveReader()
         self.rng = np.random.default_rng(seed)
@@ -215,7 +216,7 @@ class OraclePolicy(_Scripted):
     name = "oracle"
     needs_privileged_info = True
 
-    def __init__(self, top_k: int = 3, seed: int = 0) -> None:
+    def __init__(self, top_k: PositiveInt = 3, seed: NonNegativeInt = 0) -> None:
         super().__init__(top_k=top_k, seed=seed)
         self._ids: dict[str, str] = {}  # stored content -> memory id
         self._awaiting: list[str] = []  # contents added by the last turn, ids not read yet

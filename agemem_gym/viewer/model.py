@@ -43,8 +43,12 @@ _FINAL_KEYS = (
 
 
 def _u16(text: str, index: int) -> int:
-    """``index`` (code points) as a UTF-16 offset."""
-    return index if text.isascii() else len(text[:index].encode("utf-16-le")) // 2
+    """``index`` (code points) as a UTF-16 offset.
+
+    A lone surrogate (recorded text need not be valid Unicode) is one code unit in JavaScript
+    too; ``surrogatepass`` counts it so instead of failing.
+    """
+    return index if text.isascii() else len(text[:index].encode("utf-16-le", "surrogatepass")) // 2
 
 
 def gold_spans(text: str, facts: Sequence[str]) -> list[list[Any]]:

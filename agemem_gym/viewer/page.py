@@ -59,9 +59,29 @@ def _asset(name: str) -> str:
 
 
 def _embed_json(data: Any) -> str:
-    """JSON that is inert inside a ``<script>`` element (no tag or line-separator can end it)."""
+    """JSON that is inert inside a ``<script>`` element (no tag or line-separator can end it).
+
+    Text with lone surrogates (an agent may write them; the recorder keeps them) has no UTF-8
+    form: the JSON then escapes every non-ASCII character, and the page's ``JSON.parse`` gives
+    back the same string.
+    """
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not _encodable(text):
+        text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text.translate(_JSON_ESCAPES)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _html_text(text: str) -> str:
+    """``text`` escaped for HTML, lone surrogates shown as U+FFFD (the file is UTF-8)."""
+    return html.escape("".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text))
 
 
 def render_html(episodes: Sequence[Episode], title: str | None = None) -> str:
@@ -87,7 +107,7 @@ def render_html(episodes: Sequence[Episode], title: str | None = None) -> str:
     return _TEMPLATE.format(
         csp=_CSP,
         version=html.escape(__version__),
-        title=html.escape(title),
+        title=_html_text(title),
         css=_asset("viewer.css"),
         js=_asset("viewer.js"),
         data=_embed_json(data),

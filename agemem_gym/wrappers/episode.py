@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agemem_gym.error import DataFormatError
+from agemem_gym.wrappers.episode_shape import END, HEADER, STEP, check_shape
 
 __all__ = ["SCHEMA", "Episode", "StepRecord", "CallRecord", "MemoryRecord", "MessageRecord", "read_episode"]
 
@@ -160,13 +161,16 @@ class Episode:
         return t
 
 
-def _check_schema(header: Mapping[str, Any], where: str) -> None:
+def _check_schema(header: Any, where: str) -> None:
+    if not isinstance(header, dict):
+        raise DataFormatError(f"{where}: not an agemem episode recording (first line must be its header object)")
     schema = str(header.get("schema", ""))
     name, _, major = schema.partition("/")
     if header.get("type") != "header" or name != "agemem-episode":
         raise DataFormatError(f"{where}: not an agemem episode recording (first line must be its header)")
     if major.split(".")[0] != SCHEMA.split("/")[1]:
         raise DataFormatError(f"{where}: schema {schema!r} is not supported by this reader ({SCHEMA})")
+    check_shape(header, HEADER, where, "the header")
 
 
 def _apply_ltm(ltm: dict[str, MemoryRecord], diff: Mapping[str, Any], where: str) -> None:
@@ -224,20 +228,25 @@ def _step(raw: dict[str, Any]) -> StepRecord:
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _lines(path: Path) -> Iterator[tuple[int, Any]]:
     try:
         yield from _json_lines(path)
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path} is not UTF-8 text (an agemem episode file is JSON Lines): {exc}") from exc
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _no_constant(name: str) -> None:
+    """``NaN`` and ``Infinity`` are not JSON; the recorder never writes them (``allow_nan=False``)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=_no_constant)
             except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
                 if line.endswith("\n"):
                     raise DataFormatError(f"{path}:{number}: not valid JSON ({exc})") from exc
@@ -255,7 +264,8 @@ def read_episode(path: str | Path) -> Episode:
         The :class:`Episode`.
 
     Raises:
-        DataFormatError: The file is not a recording, has another schema major version, or
+        DataFormatError: The file is not a recording, has another schema major version, holds
+            a record of another shape (a list for a line, a string for a count, ``NaN``), or
             is inconsistent (a diff that refers to a memory or message that does not exist).
     """
     path = Path(path)
@@ -276,11 +286,14 @@ def read_episode(path: str | Path) -> Episode:
     end = None
     for number, raw in records:
         where = f"{path}:{number}"
-        if raw.get("type") == "end":
+        check_shape(raw, {"type": str}, where)
+        if raw["type"] == "end":
+            check_shape(raw, END, where)
             end = raw
             break
-        if raw.get("type") != "step" or raw.get("t") != len(steps) + 1:
+        if raw["type"] != "step" or raw.get("t") != len(steps) + 1:
             raise DataFormatError(f"{where}: expected the record of step {len(steps) + 1}")
+        check_shape(raw, STEP, where)
         step = _step(raw)
         known = {m.n for m in context}
         if not set(step.removed) <= known:

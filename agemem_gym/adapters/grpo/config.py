@@ -219,6 +219,8 @@ class GRPOConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise InvalidConfig(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:  # numpy's generators take no negative seed
+            raise InvalidConfig(f"seed must be >= 0, got {self.seed}")
         if self.group_size < 2:
             raise InvalidConfig("group_size must be >= 2: GRPO normalises rewards within a group")
         if self.temperature <= 0:
@@ -426,10 +428,10 @@ def load_config(spec: str | Path, **overrides: Any) -> GRPOConfig:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path}: invalid TOML ({exc})") from exc
     preset = data.pop("preset", "paper")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise unknown_name("preset", str(preset), PRESETS)
     base = PRESETS[preset]()
-    if "env_kwargs" in data:
+    if isinstance(data.get("env_kwargs"), Mapping):  # any other type is named by the field check
         data["env_kwargs"] = {**base.env_kwargs, **data["env_kwargs"]}
     try:
         config = base.replace(**data)

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 from gymnasium.utils import seeding
@@ -33,6 +33,7 @@ from agemem_gym.task import Task
 from agemem_gym.tools import ToolCall, ToolExecutor, ToolResult, system_prompt
 from agemem_gym.tools.memory_ids import live_memory_ids
 from agemem_gym.turns import Observation, TurnEngine, TurnOutcome, turn_info
+from agemem_gym.typecheck import checked_init
 
 __all__ = ["TeamMemoryEnv"]
 
@@ -124,7 +125,7 @@ class TeamMemoryEnv(ParallelEnv[str, Observation, str]):
         max_cycles: int | None = None,
         team_weight: float = 1.0,
         provenance: bool = False,
-        render_mode: str | None = None,
+        render_mode: Literal["ansi"] | None = None,
         **env_kwargs: Any,
     ) -> None:
         self.source = _make_source(task_env, env_kwargs)
@@ -489,3 +490,6 @@ def _make_source(task_env: str | MemoryEnv, env_kwargs: Mapping[str, Any]) -> Me
     if not source.task_ids:
         raise InvalidConfig(f"{type(source).__name__} has no tasks")
     return source
+
+
+checked_init(TeamMemoryEnv, lambda env: type(env).__name__)  # arguments checked against the hints above

@@ -26,6 +26,7 @@ from agemem_gym.policies.base import Observation, last_message, messages_since_l
 from agemem_gym.policies.baselines import heuristics as H
 from agemem_gym.policies.scripted import ACK, _Scripted
 from agemem_gym.tools import RETRIEVE_MEMORY, format_answer, format_tool_call
+from agemem_gym.typecheck import NonNegativeInt, PositiveInt
 
 __all__ = [
     "Answer",
@@ -108,11 +109,11 @@ class MemorySystemPolicy(_Scripted):
 
     def __init__(
         self,
-        top_k: int = 3,
-        seed: int = 0,
+        top_k: PositiveInt = 3,
+        seed: NonNegativeInt = 0,
         model: str | None = None,
         chat: ChatFn | None = None,
-        max_facts: int = 8,
+        max_facts: PositiveInt = 8,
     ) -> None:
         super().__init__(top_k=top_k, seed=seed)
         if top_k < 1 or max_facts < 1:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from agemem_gym.error import InvalidConfig, missing_dependency
 from agemem_gym.policies.base import BasePolicy, Observation
 from agemem_gym.tools import lists_tools, tool_schemas
+from agemem_gym.typecheck import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 if TYPE_CHECKING:
     from agemem_gym.policies.llm.prefix_cache import PrefixCache
@@ -222,17 +223,17 @@ class HFPolicy(BasePolicy):
         model: Any,
         tokenizer: Any,
         *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.6,
+        max_new_tokens: PositiveInt = 256,
+        temperature: NonNegativeFloat = 0.6,
         do_sample: bool = True,
         tools: bool | str = "auto",
         stop_strings: Sequence[str] = DEFAULT_STOPS,
-        batch_size: int = 8,
-        seed: int = 0,
+        batch_size: PositiveInt = 8,
+        seed: NonNegativeInt = 0,
         constrained: bool = False,
         grammar_limits: Mapping[str, Any] | None = None,
         prefix_cache: bool = True,
-        prefix_cache_entries: int = 16,
+        prefix_cache_entries: PositiveInt = 16,
         static_decode: bool | str = "auto",
     ) -> None:
         _torch()

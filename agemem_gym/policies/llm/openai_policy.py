@@ -40,6 +40,7 @@ from agemem_gym.policies.base import BasePolicy, Observation
 from agemem_gym.policies.llm.hf_policy import DEFAULT_STOPS, chat_messages, wants_tool_schemas
 from agemem_gym.policies.llm.openai_client import OpenAIClient
 from agemem_gym.tools import format_tool_call, tool_schemas
+from agemem_gym.typecheck import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 __all__ = ["OpenAIPolicy", "reply_turn"]
 
@@ -147,14 +148,14 @@ class OpenAIPolicy(BasePolicy):
         *,
         api_key: str | None = None,
         tools: str = "text",
-        max_new_tokens: int = 1024,
-        temperature: float = 0.6,
-        seed: int = 0,
+        max_new_tokens: PositiveInt = 1024,
+        temperature: NonNegativeFloat = 0.6,
+        seed: NonNegativeInt = 0,
         stop: Sequence[str] | str = "auto",
-        max_concurrency: int = 16,
-        timeout: float = 120.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
+        max_concurrency: PositiveInt = 16,
+        timeout: PositiveFloat = 120.0,
+        max_retries: NonNegativeInt = 3,
+        backoff: NonNegativeFloat = 0.5,
         tool_role: str = "tool",
         check: bool = True,
         extra_body: Mapping[str, Any] | None = None,
