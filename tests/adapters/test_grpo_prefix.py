@@ -159,3 +159,12 @@ def test_prefix_tree_attention_needs_its_layout():
     q = torch.zeros(1, 2, 3, 4)
     with pytest.raises(RuntimeError, match="layout"):
         segment_attention(torch.nn.Module(), q, q, q, None)
+
+
+def test_tree_attention_is_switched_on_for_the_block_only():
+    model, _ = tiny()
+    before = model.get_decoder().config._attn_implementation
+    with pytest.raises(KeyError), tree_attention(model):
+        assert model.get_decoder().config._attn_implementation == "agemem_prefix_tree"
+        raise KeyError("a failing forward pass")
+    assert model.get_decoder().config._attn_implementation == before  # generation gets its own back

@@ -85,9 +85,11 @@ class GRPOConfig:
     minibatches: int = 1
     """Optimizer steps per epoch (the samples are split evenly)."""
     row_tokens: int = 10240
-    """Capacity of a packed training row (raised to the longest sample when needed). Packing
-    saves padding but attention inside a row costs O(row²): rows about one long sample in
-    size are the sweet spot (the paper's 8,192 + 2,048)."""
+    """Capacity of a packed training row in positions (raised to the longest sample when needed).
+    Under ``packing = "prefix-tree"`` a prefix its samples share counts once, and a sample's
+    attention costs O(its length × the new tokens it adds), whatever the row's size; under
+    ``"block-mask"`` attention costs O(row²): rows about one long sample in size are the sweet
+    spot there (the paper's 8,192 + 2,048)."""
     rows_per_micro_batch: int = 1
     """Packed rows per forward pass."""
     packing: Literal["prefix-tree", "block-mask"] = "prefix-tree"

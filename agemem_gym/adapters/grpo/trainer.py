@@ -8,7 +8,8 @@
             (credit = "memory-state": fork each rollout after Stage 1 into M continuations and
             credit Stage 1 with its memory state's value: fork.py, credit.py)
         keep every sample (zero-advantage ones too: they carry the KL term), replay the grammar masks
-        score them with the rollout policy (π_old) and the frozen reference, in the update's precision
+        score them with the rollout policy (π_old; with one epoch of one minibatch the update's own
+            pass gives it) and the frozen reference, in the update's precision, shared prefixes once
         μ epochs × minibatches: packed rows → clipped surrogate + β·KL → token mean → step
         log (with the generated tokens so far), checkpoint; stop early once the generated-token budget is spent
     check the replicas agree, plot the training curve

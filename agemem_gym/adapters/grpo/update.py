@@ -1,7 +1,10 @@
 """Scoring the samples and updating the policy on them.
 
-    score: packed rows → per-token log-probs under π_old (the policy before the update) and
-        π_ref (the frozen reference, or the LoRA base model)
+    score: packed rows → per-token log-probs under π_old (the policy before the update; not
+        scored with one epoch of one minibatch, :func:`old_is_current`) and π_ref (the frozen
+        reference, or the LoRA base model). Rows are prefix trees (each prefix samples share
+        computed once, :mod:`~agemem_gym.adapters.grpo.prefix`) or, with ``packing =
+        "block-mask"``, samples back to back under a block-diagonal mask
     update: μ epochs × minibatches; each minibatch micro-batch by micro-batch:
         packed rows → clipped surrogate + β·KL per token → its share of the minibatch mean
         → backward; then sum gradients over ranks, clip, one optimizer step
