@@ -310,8 +310,11 @@ def _phases_report(args: argparse.Namespace, samples: list[Sample], runs: dict[s
     best = {
         name: {k: min(r[k] for r in rs) for k in ("π_old", "π_ref", "update", "total")} for name, rs in runs.items()
     }
+    skipped = args.epochs == 1  # one epoch of one minibatch: the update's own pass gives π_old
     rows = [
-        [k, best["former"][k], best["current"][k], best["former"][k] / max(best["current"][k], 1e-9)]
+        [k, best["former"][k], "skipped", "-"]
+        if k == "π_old" and skipped
+        else [k, best["former"][k], best["current"][k], best["former"][k] / max(best["current"][k], 1e-9)]
         for k in ("π_old", "π_ref", "update", "total")
     ]
     tokens = sum(len(s) for s in samples)
