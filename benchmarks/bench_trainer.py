@@ -14,6 +14,15 @@ trainers use ``model.generate`` or vLLM for it).
     python benchmarks/bench_trainer.py --model tiny --samples 64 --json results/bench_trainer.json
     python benchmarks/bench_trainer.py --model smollm2 --device cuda --dtype bfloat16   # on a GPU
     python benchmarks/bench_trainer.py --memory --model smollm2 --samples 2 --prompt 2500 3500 --completion 150 257
+
+``--phases`` times one trainer step after the rollouts on multi-turn episodes (every turn's prompt
+is the shared system prompt, the task and the history so far), phase by phase: π_old scoring,
+π_ref scoring and the update, the former path (``packing="block-mask"``, π_old always scored)
+against the current one (prefix-tree rows; no π_old pass with one epoch of one minibatch), both
+from the same weights, interleaved, and checks that their losses agree:
+
+    python benchmarks/bench_trainer.py --phases --model smollm2 --lora-rank 16 --episodes 8 --turns 4 \
+        --system 1010 --row-tokens 4096 --rows-per-micro-batch 2 --epochs 2
 """
 
 from __future__ import annotations
@@ -33,7 +42,13 @@ from _common import format_table, run_metadata, write_json
 
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, padding_fraction
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.update import make_autocast, reference_logprobs, score_logprobs, update_policy
+from agemem_gym.adapters.grpo.update import (
+    make_autocast,
+    old_is_current,
+    reference_logprobs,
+    score_logprobs,
+    update_policy,
+)
 from agemem_gym.policies.llm.models import load_model
 
 
@@ -223,6 +238,105 @@ def memory_main(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def episode_samples(vocab: int, args: argparse.Namespace, seed: int = 0) -> list[Sample]:
+    """Multi-turn episodes: each turn's prompt is the system prompt, the task and the history so far.
+
+    ``--group-size`` episodes share a task (a GRPO group); all share the system prompt.
+    """
+    rng = np.random.default_rng(seed)
+    system = rng.integers(10, vocab, args.system).tolist()
+    out = []
+    for e in range(args.episodes):
+        task = np.random.default_rng(seed + 1 + e // args.group_size).integers(10, vocab, args.task).tolist()
+        history = system + task
+        for _ in range(args.turns):
+            response = rng.integers(10, vocab, int(rng.integers(*args.completion))).tolist()
+            out.append(Sample(list(history), response, traj=e, advantage=float(rng.normal())))
+            history = history + response + rng.integers(10, vocab, int(rng.integers(*args.observation))).tolist()
+    return out
+
+
+def step_phases(model, reference, samples, config, pad_id, former: bool) -> dict:
+    """Seconds of π_old, π_ref and the update (and the update's losses) of one step's samples."""
+    autocast = make_autocast("auto", next(model.parameters()).device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    t0 = time.perf_counter()
+    old = [None] * len(samples)
+    if former or not old_is_current(config):
+        old = score_logprobs(model, samples, config, pad_id, autocast)
+    t1 = time.perf_counter()
+    refs = reference_logprobs(model, reference, samples, config, pad_id, autocast)
+    t2 = time.perf_counter()
+    for s, o, r in zip(samples, old, refs):
+        s.old_logprobs, s.ref_logprobs = o, r
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    stats = update_policy(model, opt, samples, config, pad_id, np.random.default_rng(0), autocast)
+    t3 = time.perf_counter()
+    return {"π_old": t1 - t0, "π_ref": t2 - t1, "update": t3 - t2, "total": t3 - t0, "losses": stats}
+
+
+def phases_main(args: argparse.Namespace) -> int:
+    """The former and current step paths on the same samples from the same weights, interleaved."""
+    from agemem_gym.adapters.grpo.state import build_models, return_freed_memory
+
+    config = GRPOConfig(
+        model=args.model,
+        lora_rank=args.lora_rank,
+        kl_beta=0.05,
+        row_tokens=args.row_tokens,
+        rows_per_micro_batch=args.rows_per_micro_batch,
+        update_epochs=args.epochs,
+        temperature=1.0,
+    )
+    return_freed_memory(config.malloc_mmap_threshold)
+    torch.manual_seed(0)
+    model, reference, tok = build_models(config, None, torch.device(args.device))
+    start = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    samples = episode_samples(len(tok), args)
+    variants = {"former": config.replace(packing="block-mask"), "current": config}
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, cfg in variants.items():
+            with torch.no_grad():  # every run starts from the same weights
+                for p, w in zip([p for p in model.parameters() if p.requires_grad], start):
+                    p.copy_(w)
+            fresh = [Sample(s.prompt_ids, s.response_ids, s.traj, s.advantage) for s in samples]
+            runs[name].append(step_phases(model, reference, fresh, cfg, tok.pad_token_id, name == "former"))
+    return _phases_report(args, samples, runs)
+
+
+def _phases_report(args: argparse.Namespace, samples: list[Sample], runs: dict[str, list[dict]]) -> int:
+    """The table (best of the repeats per phase, the ratio former / current) and the losses' agreement."""
+    best = {
+        name: {k: min(r[k] for r in rs) for k in ("π_old", "π_ref", "update", "total")} for name, rs in runs.items()
+    }
+    skipped = args.epochs == 1  # one epoch of one minibatch: the update's own pass gives π_old
+    rows = [
+        [k, best["former"][k], "skipped", "-"]
+        if k == "π_old" and skipped
+        else [k, best["former"][k], best["current"][k], best["former"][k] / max(best["current"][k], 1e-9)]
+        for k in ("π_old", "π_ref", "update", "total")
+    ]
+    tokens = sum(len(s) for s in samples)
+    load = os.getloadavg()
+    print(
+        f"{len(samples)} samples ({args.episodes} episodes × {args.turns} turns), {tokens} tokens, model {args.model}, "
+        f"LoRA r{args.lora_rank}, row_tokens {args.row_tokens} × {args.rows_per_micro_batch}, {args.epochs} epoch(s), "
+        f"{args.threads} thread(s), load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(format_table(["phase", "former s", "current s", "ratio"], rows))
+    keys = ("losses/policy", "losses/kl", "losses/clipfrac", "losses/entropy", "losses/grad_norm")
+    former, current = runs["former"][0]["losses"], runs["current"][0]["losses"]
+    gaps = {k: abs(former[k] - current[k]) for k in keys}
+    print(
+        "\nlosses (former / current / |gap|): "
+        + ", ".join(f"{k} {former[k]:.6g} / {current[k]:.6g} / {gaps[k]:.2g}" for k in keys)
+    )
+    payload = {"meta": run_metadata(), "args": vars(args), "tokens": tokens, "load": load, "runs": runs, "best": best}
+    write_json(args.json, payload)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny, smollm2 or a local folder")
@@ -240,6 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="peak RSS of scoring + update, per variant")
     parser.add_argument("--lora-rank", type=int, default=0, help="--memory: LoRA rank (0: full fine-tuning)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--phases", action="store_true", help="π_old, π_ref, update: former vs current path")
+    parser.add_argument("--episodes", type=int, default=8, help="--phases: episodes in the step")
+    parser.add_argument("--group-size", type=int, default=4, help="--phases: episodes per task")
+    parser.add_argument("--turns", type=int, default=4, help="--phases: turns (samples) per episode")
+    parser.add_argument("--system", type=int, default=1010, help="--phases: system prompt tokens")
+    parser.add_argument("--task", type=int, default=60, help="--phases: task tokens")
+    parser.add_argument("--observation", type=int, nargs=2, default=[20, 80], help="--phases: tool result tokens")
+    parser.add_argument("--epochs", type=int, default=2, help="--phases: update epochs")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -249,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.memory:
         return memory_main(args, [a for a in argv if a != "--memory"])
+    if args.phases:
+        return phases_main(args)
 
     dtype = getattr(torch, args.dtype)
     model, tok = load_model(args.model, dtype=dtype)

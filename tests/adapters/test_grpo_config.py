@@ -79,3 +79,15 @@ def test_env_backend_from_python_toml_and_the_command_line(tmp_path):
         load_config("cpu-smoke", async_envs=True, env_backend="ray")
     with pytest.raises(SystemExit):
         parse("--env-backend", "threads")
+
+
+def test_default_threads_divide_the_cores_among_the_processes_sharing_them():
+    from agemem_gym.adapters.grpo.launch import default_threads
+
+    assert default_threads(16, {}, 0.0) == 16
+    assert default_threads(16, {"LOCAL_WORLD_SIZE": "4"}, 0.0) == 4  # four ranks of one launch
+    assert default_threads(16, {"LOCAL_WORLD_SIZE": "2", "AGEMEM_JOBS": "3"}, 0.0) == 2
+    assert default_threads(2, {"AGEMEM_JOBS": "4"}, 0.0) == 1  # never 0
+    assert default_threads(8, {}, 5.6) == 2  # the load average leaves two cores free
+    assert default_threads(2, {}, 7.0) == 1
+    assert default_threads() >= 1

@@ -252,3 +252,53 @@ def test_several_minibatches_bf16_ratio_is_exactly_one_before_the_first_step(tmp
     assert len(recorder["logratio"]) >= 3  # three minibatches of one epoch, each checked
     assert all_zero(recorder["logratio"]) and all_zero(recorder["kl"])
     assert [row["losses/clipfrac"] for row in result.metrics] == [0.0]
+
+
+# ---------------------------------------------------------------- π_old from the update's own pass
+@pytest.mark.parametrize("bf16", [False, True])
+def test_one_epoch_one_minibatch_update_without_old_scoring_is_identical(bf16):
+    """π_old = the update's detached log-probs: the same losses, metrics and weights as scoring it first."""
+    autocast = update.make_autocast("bf16" if bf16 else "fp32", CPU)
+
+    def run(scored):
+        model, tok = tiny()
+        samples = random_samples(tok, n=8)
+        config = tiny_config(kl_beta=0.1, row_tokens=40, rows_per_micro_batch=2)
+        assert update.old_is_current(config)
+        score(model, tiny(seed=1)[0], samples, config, tok.pad_token_id, autocast)
+        if not scored:
+            for s in samples:
+                s.old_logprobs = None
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        stats = update.update_policy(
+            model, optimizer, samples, config, tok.pad_token_id, np.random.default_rng(0), autocast
+        )
+        return stats, weights(model), [s.old_logprobs for s in samples]
+
+    (scored, w_scored, old_scored), (skipped, w_skipped, old_skipped) = run(True), run(False)
+    assert scored == skipped  # every loss and metric, bit for bit
+    assert all(torch.equal(w_scored[k], v) for k, v in w_skipped.items())
+    assert all(torch.equal(a, b) for a, b in zip(old_scored, old_skipped))  # and the π_old it recorded
+
+
+def test_trainer_scores_pi_old_only_when_the_update_cannot_give_it(tmp_path, monkeypatch):
+    calls = []
+    score_logprobs = trainer.score_logprobs
+    monkeypatch.setattr(trainer, "score_logprobs", lambda *a, **k: calls.append(1) or score_logprobs(*a, **k))
+    one = trainer.train(smoke(tmp_path / "one", num_steps=1), progress=False)
+    assert calls == [] and np.isfinite(one.metrics[0]["losses/logprob_mismatch"])
+    trainer.train(smoke(tmp_path / "two", num_steps=1, update_epochs=2), progress=False)
+    assert calls  # two epochs: π_old must be fixed before the first optimizer step
+    with pytest.raises(ValueError, match="no old or reference"):  # several epochs never guess π_old
+        model, tok = tiny()
+        samples = random_samples(tok, n=2)
+        config = tiny_config(kl_beta=0.0, update_epochs=2)
+        update.update_policy(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.0),
+            samples,
+            config,
+            tok.pad_token_id,
+            np.random.default_rng(0),
+            nullcontext,
+        )

@@ -22,7 +22,15 @@ from torch.utils.checkpoint import checkpoint
 
 from agemem_gym.adapters.grpo.packing import pack_rows
 
-__all__ = ["Sample", "Row", "pack_samples", "row_logprobs", "chunked_logprobs", "padding_fraction"]
+__all__ = [
+    "Sample",
+    "Row",
+    "pack_samples",
+    "row_logprobs",
+    "project_logprobs",
+    "chunked_logprobs",
+    "padding_fraction",
+]
 
 
 @dataclasses.dataclass
@@ -174,11 +182,40 @@ def row_logprobs(
         device=param.device,
     )  # (P,)
     states = hidden.reshape(-1, hidden.shape[-1])[flat]  # (P, H)
-    targets = ids.reshape(-1)[flat + 1]  # (P,)
+    indices = [i for i, _ in order]
+    return project_logprobs(
+        model, states, [samples[i] for i in indices], indices, temperature, chunk_tokens, with_entropy
+    )
+
+
+def project_logprobs(
+    model: Any,
+    states: torch.Tensor,
+    ordered: Sequence[Sample],
+    indices: Sequence[int],
+    temperature: float,
+    chunk_tokens: int,
+    with_entropy: bool,
+) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
+    """The response log-probs (and entropy) from the hidden states that predict them.
+
+    Args:
+        model: The causal LM (its output embeddings are the vocabulary head).
+        states: ``(P, H)`` the hidden states before each response token of ``ordered``, in order.
+        ordered: The samples whose response tokens ``states`` predict, in order.
+        indices: Each one's index (the keys of the result).
+        temperature: Logits are divided by it.
+        chunk_tokens: Response positions projected to the vocabulary at a time.
+        with_entropy: Also return the token-mean entropy (no gradient).
+
+    Returns:
+        ``({index: (n_response,) log-probs}, entropy or None)``.
+    """
+    targets = torch.tensor([t for s in ordered for t in s.response_ids], dtype=torch.long, device=states.device)
     head = _Head(model.get_output_embeddings(), temperature, getattr(model.config, "final_logit_softcapping", None))
-    allowed = _packed_masks([samples[i] for i, _ in order], head.vocab)
+    allowed = _packed_masks(ordered, head.vocab)
     logp, entropy_sum = chunked_logprobs(states, targets, head, allowed, chunk_tokens, with_entropy)
-    result = dict(zip([i for i, _ in order], logp.split([n for _, n in order])))
+    result = dict(zip(indices, logp.split([len(s.response_ids) for s in ordered])))
     entropy = torch.tensor(entropy_sum / max(1, len(targets))) if with_entropy else None
     return result, entropy
 

@@ -86,11 +86,20 @@ class GRPOConfig:
     minibatches: int = 1
     """Optimizer steps per epoch (the samples are split evenly)."""
     row_tokens: int = 10240
-    """Capacity of a packed training row (raised to the longest sample when needed). Packing
-    saves padding but attention inside a row costs O(row²): rows about one long sample in
-    size are the sweet spot (the paper's 8,192 + 2,048)."""
+    """Capacity of a packed training row in positions (raised to the longest sample when needed).
+    Under ``packing = "prefix-tree"`` a prefix its samples share counts once, and a sample's
+    attention costs O(its length × the new tokens it adds), whatever the row's size; under
+    ``"block-mask"`` attention costs O(row²): rows about one long sample in size are the sweet
+    spot there (the paper's 8,192 + 2,048)."""
     rows_per_micro_batch: int = 1
     """Packed rows per forward pass."""
+    packing: Literal["prefix-tree", "block-mask"] = "prefix-tree"
+    """How samples share a row. ``"prefix-tree"``: the samples are sorted by their tokens and
+    every token prefix that samples in one row share (the system prompt, an episode's history)
+    is computed once, its keys and values read by each sample continuing it; attention runs
+    segment by segment, never as an ``L × L`` mask (:mod:`~agemem_gym.adapters.grpo.prefix`).
+    ``"block-mask"``: the samples back to back under a dense block-diagonal mask (the former
+    layout). Both give the same log-probs and gradients to float rounding."""
     clip: float | None = 0.2
     """PPO clip ε (``None``, or ``"none"`` in TOML and on the command line: the paper's unclipped ratio)."""
     clip_high: float | None = None
@@ -165,8 +174,11 @@ class GRPOConfig:
     record_every: int = 10
     """Record the rollouts of every N-th step."""
     torch_threads: int = 0
-    """CPU threads for torch (0: torch's default). 1 is much faster on a machine whose cores are
-    busy with other work: oversubscribed OpenMP threads can slow each op down 10-20x."""
+    """CPU threads for torch. 0: the cores divided by the processes sharing them, this launch's
+    (``LOCAL_WORLD_SIZE``) times the jobs the ``AGEMEM_JOBS`` environment variable names, and at
+    most the cores the load average leaves free at start-up
+    (:func:`~agemem_gym.adapters.grpo.launch.default_threads`). Oversubscribed OpenMP threads can
+    slow each op down 4-20x: set ``AGEMEM_JOBS`` (or this) when several jobs share the cores."""
     logprob_chunk_tokens: int = 256
     """Response positions projected to the vocabulary at a time when scoring and updating: the
     peak holds a ``chunk × vocab`` float32 block (50 MB at SmolLM2's 49k vocabulary), never one
@@ -242,6 +254,7 @@ class GRPOConfig:
         if self.generated_token_budget < 0:
             budget = self.generated_token_budget
             raise InvalidConfig(f"generated_token_budget must be >= 0 (0: no budget), got {budget}")
+        self._check_packing()
         self._check_env_backend()
         self._check_rates()
         self._check_credit()
@@ -264,6 +277,10 @@ class GRPOConfig:
         for name in ("kl_beta", "learning_rate"):  # `not >=`: NaN is refused too
             if not getattr(self, name) >= 0:
                 raise InvalidConfig(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def _check_packing(self) -> None:
+        if self.packing not in ("prefix-tree", "block-mask"):
+            raise InvalidConfig(f"packing must be prefix-tree or block-mask, got {self.packing!r}")
 
     def _check_credit(self) -> None:
         if self.credit not in ("trajectory", "memory-state"):

@@ -12,11 +12,14 @@ scoring on gathered weights, update micro-batches padded to the same count on ev
 backward and the step; the same lockstep micro-batches as FSDP2), ``zero3`` stage 3 (weights
 partitioned too, gathered whole for each rollout, scoring phase and update micro-batch).
 Megatron-LM is refused (:func:`check_distributed_type`).
+:func:`default_threads` sizes torch's CPU thread pool when several processes share the cores.
 This module imports neither torch nor accelerate. See ``docs/scale-out-training.md``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +31,7 @@ __all__ = [
     "SHARDINGS",
     "accelerate_config_path",
     "check_distributed_type",
+    "default_threads",
     "resolve_sharding",
 ]
 
@@ -148,3 +152,35 @@ def _deepspeed_layout(requested: str, zero_stage: int | None) -> str:
             f"sharding = {requested!r} contradicts the DeepSpeed ZeRO-{zero_stage} launch: use 'auto' or {layout!r}"
         )
     return layout
+
+
+def default_threads(
+    cores: int | None = None, environ: Mapping[str, str] | None = None, load: float | None = None
+) -> int:
+    """CPU threads for torch that do not oversubscribe cores shared with other processes.
+
+    ``cores ÷ (LOCAL_WORLD_SIZE × AGEMEM_JOBS)``, rounded down: the processes of this launch on
+    this machine (``torchrun`` and ``accelerate launch`` set ``LOCAL_WORLD_SIZE``) and the number
+    of jobs the user says share the machine (``AGEMEM_JOBS``, default 1); then at most the cores
+    the 1-minute load average leaves free at start-up; at least 1. OpenMP threads that outnumber
+    the free cores spin and wait on each other: on a 2-core machine shared by four jobs, two
+    threads per job ran 4× slower than one.
+
+    Args:
+        cores: The cores this process may run on (default: its CPU affinity).
+        environ: The environment to read (default: ``os.environ``).
+        load: The 1-minute load average (default: ``os.getloadavg()``, none where unsupported).
+
+    Returns:
+        The thread count, >= 1.
+    """
+    env = os.environ if environ is None else environ
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if load is None and hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+    sharers = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1)) * max(1, int(env.get("AGEMEM_JOBS", "1") or 1))
+    threads = cores // sharers
+    if load is not None:
+        threads = min(threads, cores - int(round(load)))
+    return max(1, threads)

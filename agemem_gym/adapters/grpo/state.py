@@ -29,7 +29,7 @@ from agemem_gym.adapters.grpo import sharding as S
 from agemem_gym.adapters.grpo import zero as Z
 from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint, load_counters, load_training_state
 from agemem_gym.adapters.grpo.config import GRPOConfig
-from agemem_gym.adapters.grpo.launch import resolve_sharding
+from agemem_gym.adapters.grpo.launch import default_threads, resolve_sharding
 from agemem_gym.adapters.grpo.metrics import MetricLogger, StepProgress
 from agemem_gym.adapters.grpo.rollout import make_rollout_envs
 from agemem_gym.adapters.grpo.run_folder import check_run_folder, clear_run
@@ -231,8 +231,7 @@ def _process_settings(config: GRPOConfig) -> None:
     """The process-wide settings a run asks for: glibc's mmap threshold, torch's CPU threads, quiet loading."""
     _quiet_loading()
     return_freed_memory(config.malloc_mmap_threshold)
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
+    torch.set_num_threads(config.torch_threads or default_threads())
 
 
 def return_freed_memory(threshold: int) -> bool:

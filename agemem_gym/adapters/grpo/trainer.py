@@ -8,7 +8,8 @@
             (credit = "memory-state": fork each rollout after Stage 1 into M continuations and
             credit Stage 1 with its memory state's value: fork.py, credit.py)
         keep every sample (zero-advantage ones too: they carry the KL term), replay the grammar masks
-        score them with the rollout policy (π_old) and the frozen reference, in the update's precision
+        score them with the rollout policy (π_old; with one epoch of one minibatch the update's own
+            pass gives it) and the frozen reference, in the update's precision, shared prefixes once
         μ epochs × minibatches: packed rows → clipped surrogate + β·KL → token mean → step
         log (with the generated tokens so far), checkpoint; stop early once the generated-token budget is spent
     check the replicas agree, plot the training curve
@@ -54,6 +55,7 @@ from agemem_gym.adapters.grpo.update import (
     UPDATE_KEYS,
     micro_batches,
     minibatch_split,
+    old_is_current,
     reference_logprobs,
     score_logprobs,
     update_policy,
@@ -141,10 +143,11 @@ def _train_step(state: TrainState, step: int, guard: InterruptGuard) -> dict[str
     metrics["perf/informative_fraction"] = D.all_sum(informative) / max(1.0, D.all_sum(len(batch.samples)))
     samples = _training_samples(batch, state.config)
     _attach_masks(samples, state.policy.grammar)
-    mismatch = _attach_logprobs(state, samples, batch)
+    _attach_logprobs(state, samples)
     guard.enter_critical()
     metrics.update(_update(state, samples))
     state.progress.close()
+    mismatch = _logprob_mismatch(samples, batch)  # after the update: it may be what sets π_old
     metrics.update(_update_metrics(state.config, samples, n_distractors, mismatch, time.perf_counter() - t1))
     return metrics
 
@@ -269,8 +272,8 @@ def _attach_masks(samples: Sequence[Sample], grammar: Any) -> None:
         s.allowed = np.packbits(mask.numpy(), axis=1)
 
 
-def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBatch) -> list[float]:
-    """Score ``samples`` under π_old and the reference; return |trainer − rollout| log-prob gaps."""
+def _attach_logprobs(state: TrainState, samples: list[Sample]) -> None:
+    """Score ``samples`` under π_old (unless the update's own pass gives it) and the reference."""
     config, pad_id, autocast = state.config, state.tokenizer.pad_token_id, state.autocast
     # scored minibatch by minibatch, packed as the update's first epoch packs them (it draws
     # the same split from the run's RNG): same rows, same forward passes, so the ratio is
@@ -280,14 +283,14 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
     parts = [[samples[int(i)] for i in part] for part in split]
     order = [int(i) for part in split for i in part]
     phases, n_micro = state.progress, sum(micro_batches(part, config) for part in parts)
-    keep = {id(s) for s in samples}
-    rollout_lps = [lp for s, lp in zip(batch.samples, batch.rollout_logprobs) if id(s) in keep]
-    progress = phases.phase("score π_old", n_micro)
+    old: Sequence[torch.Tensor | None] = [None] * len(samples)  # None: the update's detached log-probs
+    refs: Sequence[torch.Tensor | None] = [None] * len(samples)
     with _gathered(state, state.model, state.reference):  # sharded: ranks score unequal row counts
-        old = _in_parts(
-            parts, order, lambda part: score_logprobs(state.model, part, config, pad_id, autocast, progress)
-        )
-        refs: Sequence[torch.Tensor | None] = [None] * len(samples)
+        if not old_is_current(config):  # one epoch of one minibatch: that forward pass is π_old's
+            progress = phases.phase("score π_old", n_micro)
+            old = _in_parts(
+                parts, order, lambda part: score_logprobs(state.model, part, config, pad_id, autocast, progress)
+            )
         if samples and config.kl_beta > 0:
             progress = phases.phase("score π_ref", n_micro)
             refs = _in_parts(
@@ -297,7 +300,16 @@ def _attach_logprobs(state: TrainState, samples: list[Sample], batch: RolloutBat
             )
     for s, o, r in zip(samples, old, refs):
         s.old_logprobs, s.ref_logprobs = o, r
-    return [float((o - torch.tensor(lp)).abs().mean()) for o, lp in zip(old, rollout_lps) if lp]
+
+
+def _logprob_mismatch(samples: Sequence[Sample], batch: RolloutBatch) -> list[float]:
+    """|trainer − rollout| mean log-prob gap of each scored sample that has rollout log-probs."""
+    rollout = {id(s): lp for s, lp in zip(batch.samples, batch.rollout_logprobs)}
+    return [
+        float((s.old_logprobs - torch.tensor(rollout[id(s)])).abs().mean())
+        for s in samples
+        if rollout.get(id(s)) and s.old_logprobs is not None
+    ]
 
 
 def _in_parts(

@@ -1,7 +1,10 @@
 """Scoring the samples and updating the policy on them.
 
-    score: packed rows → per-token log-probs under π_old (the policy before the update) and
-        π_ref (the frozen reference, or the LoRA base model)
+    score: packed rows → per-token log-probs under π_old (the policy before the update; not
+        scored with one epoch of one minibatch, :func:`old_is_current`) and π_ref (the frozen
+        reference, or the LoRA base model). Rows are prefix trees (each prefix samples share
+        computed once, :mod:`~agemem_gym.adapters.grpo.prefix`) or, with ``packing =
+        "block-mask"``, samples back to back under a block-diagonal mask
     update: μ epochs × minibatches; each minibatch micro-batch by micro-batch:
         packed rows → clipped surrogate + β·KL per token → its share of the minibatch mean
         → backward; then sum gradients over ranks, clip, one optimizer step
@@ -20,7 +23,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,6 +40,7 @@ from agemem_gym.adapters.grpo.losses import (
     sequence_mean,
     token_mean,
 )
+from agemem_gym.adapters.grpo.prefix import TreeRow, pack_prefix_rows, tree_attention, tree_logprobs
 
 __all__ = [
     "UPDATE_KEYS",
@@ -45,6 +49,7 @@ __all__ = [
     "Progress",
     "micro_batches",
     "make_autocast",
+    "old_is_current",
     "score_logprobs",
     "reference_logprobs",
     "update_policy",
@@ -97,12 +102,39 @@ _SUMS = ("loss", "kl", "clipped", "entropy", "tokens", "grad_norm", "padding", "
 
 
 # ============================================================================ scoring
-def _pack(samples: Sequence[Sample], config: GRPOConfig) -> list[Row]:
+def _pack(samples: Sequence[Sample], config: GRPOConfig) -> Sequence[Row | TreeRow]:
     """The one packing of scoring and update (rows grow to the longest sample when needed).
 
     The same samples give the same rows, so the ratio is exactly 1 before the first step.
     """
-    return pack_samples(samples, max(config.row_tokens, max(len(s) for s in samples)))
+    row_len = max(config.row_tokens, max(len(s) for s in samples))
+    if config.packing == "prefix-tree":
+        return pack_prefix_rows(samples, row_len)
+    return pack_samples(samples, row_len)
+
+
+def _attention(model: Any, config: GRPOConfig) -> AbstractContextManager[Any]:
+    """The attention the rows need, around a forward pass and its backward (recomputed layers run there)."""
+    return tree_attention(model) if config.packing == "prefix-tree" else nullcontext()
+
+
+def _logprobs(
+    model: Any,
+    rows: Sequence[Any],
+    samples: Sequence[Sample],
+    config: GRPOConfig,
+    pad_id: int,
+    with_entropy: bool = False,
+) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
+    """Response log-probs of one micro-batch of rows (of either layout): see :func:`row_logprobs`."""
+    temperature, chunk = config.temperature, config.logprob_chunk_tokens
+    if config.packing == "prefix-tree":
+        return tree_logprobs(
+            model, rows, samples, temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk
+        )
+    return row_logprobs(
+        model, rows, samples, pad_id=pad_id, temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk
+    )
 
 
 def micro_batches(samples: Sequence[Sample], config: GRPOConfig) -> int:
@@ -138,18 +170,11 @@ def score_logprobs(
     """
     out: dict[int, torch.Tensor] = {}
     rows = _pack(samples, config)
-    with torch.no_grad():
+    with torch.no_grad(), _attention(model, config):
         for start in range(0, len(rows), config.rows_per_micro_batch):
             micro = rows[start : start + config.rows_per_micro_batch]
             with autocast():
-                lp, _ = row_logprobs(
-                    model,
-                    micro,
-                    samples,
-                    pad_id=pad_id,
-                    temperature=config.temperature,
-                    chunk_tokens=config.logprob_chunk_tokens,
-                )
+                lp, _ = _logprobs(model, micro, samples, config, pad_id)
             for i, v in lp.items():
                 out[i] = v.detach().float().cpu()
             if progress is not None:
@@ -174,6 +199,16 @@ def reference_logprobs(
 
 
 # ============================================================================ update
+def old_is_current(config: GRPOConfig) -> bool:
+    """Whether π_old is the policy the update's only forward pass runs (one epoch, one minibatch).
+
+    Then the update's own log-probs, detached, are π_old's exactly (same rows, same passes, no
+    optimizer step before them): the trainer skips the π_old scoring pass and the samples carry
+    ``old_logprobs=None``, which :func:`update_policy` fills with those detached log-probs.
+    """
+    return config.update_epochs == 1 and config.minibatches == 1
+
+
 @dataclasses.dataclass(frozen=True)
 class _Minibatch:
     """One minibatch: this rank's samples and the global counts its mean divides by."""
@@ -201,7 +236,9 @@ def update_policy(
     Args:
         model: The policy (trainable).
         optimizer: Its optimizer.
-        samples: This rank's samples, with advantages and old (and reference) log-probs set.
+        samples: This rank's samples, with advantages and reference log-probs set, and old
+            log-probs too unless :func:`old_is_current`: a sample without them then gets the
+            update's own detached log-probs, both as π_old in the loss and in ``old_logprobs``.
         config: Loss and batching settings.
         pad_id: Padding token id.
         rng: Shuffles the samples into minibatches (when there are several).
@@ -289,8 +326,8 @@ def _optimizer_step(
         optimizer.zero_grad(set_to_none=True)
     stats = dict.fromkeys(_SUMS, 0.0)
     rows = _pack(mb.samples, config) if mb.samples else []  # a rank may have none; it still joins the sum
-    if rows:
-        stats["padding"] = padding_fraction(rows, config.rows_per_micro_batch)
+    if rows and config.packing == "block-mask":  # prefix-tree rows run back to back: no padding
+        stats["padding"] = padding_fraction(cast(Sequence[Row], rows), config.rows_per_micro_batch)
     starts = range(0, len(rows), config.rows_per_micro_batch)
     # sharded: FSDP2 gathers weights in each forward and sums gradients in each backward, so
     # every rank runs the same number of passes, agreed on before the first one
@@ -345,25 +382,18 @@ def _zero_missing_grads(params: list[torch.nn.Parameter]) -> None:
 
 
 def _micro_batch(
-    model: Any, rows: Sequence[Row], mb: _Minibatch, config: GRPOConfig, pad_id: int, autocast: Autocast
+    model: Any, rows: Sequence[Row | TreeRow], mb: _Minibatch, config: GRPOConfig, pad_id: int, autocast: Autocast
 ) -> dict[str, float]:
     """Forward and backward one micro-batch of rows; its sums (loss, KL, clipped, entropy, tokens)."""
     # sharded: the root unit gathers its weights and reduces their gradients; ZeRO: the engine's forward
     forward = (
         functools.partial(S.as_forward, model) if mb.zero is None else functools.partial(Z.engine_forward, mb.zero)
     )
-    with Z.micro_batch_weights(mb.zero):  # ZeRO-3: whole weights, no module hooks (ranks run unequal passes)
+    # ZeRO-3: whole weights, no module hooks (ranks run unequal passes)
+    with Z.micro_batch_weights(mb.zero), _attention(model, config):
         with autocast():
-            lp, entropy = forward(
-                row_logprobs,
-                model,
-                rows,
-                mb.samples,
-                pad_id=pad_id,
-                temperature=config.temperature,
-                with_entropy=True,
-                chunk_tokens=config.logprob_chunk_tokens,
-            )
+            lp, entropy = forward(_logprobs, model, rows, mb.samples, config, pad_id, with_entropy=True)
+        _attach_current(lp, mb.samples, config)
         loss, kl, clipped = _loss(lp, mb, config)
         if mb.zero is None:
             loss.backward()
@@ -377,6 +407,15 @@ def _micro_batch(
         "entropy": (0.0 if entropy is None else float(entropy)) * n,
         "tokens": n,
     }
+
+
+def _attach_current(lp: dict[int, torch.Tensor], samples: Sequence[Sample], config: GRPOConfig) -> None:
+    """π_old = the current policy (:func:`old_is_current`): missing old log-probs become ``lp`` detached."""
+    if not old_is_current(config):
+        return
+    for i, v in lp.items():
+        if samples[i].old_logprobs is None:
+            samples[i].old_logprobs = v.detach().float().cpu()
 
 
 def _loss(
