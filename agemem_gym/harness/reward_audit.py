@@ -23,7 +23,17 @@ from typing import Any
 from agemem_gym.config import RewardConfig
 from agemem_gym.policies.exploits import ANSWERS, CLEARS_CONTEXT, EXPLOITS, HONEST, ExploitPolicy, make_exploit
 
-__all__ = ["TERMS", "audit_margins", "exploit_panel", "panel_means"]
+__all__ = ["PANEL_IDS", "TERMS", "audit_margins", "exploit_panel", "panel_means"]
+
+PANEL_IDS = (
+    "AgeMem/HotpotQA-v0",
+    "AgeMem/FactUpdate-v0",
+    "AgeMem/LongRecall-v0",
+    "AgeMem/Probe-Recall-v0",
+    "AgeMem/MemoryProbe-v0",
+    "AgeMem/PDDL-v0",  # one interactive world
+)
+"""The ids every reward change is audited on: QA with static and changing facts, the probes, a world."""
 
 TERMS = ("task", "compression", "preventive", "preservation", "storage", "maintenance", "relevance")
 """The reward terms a panel row reports (``None`` terms count as 0 in the means)."""
