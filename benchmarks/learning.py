@@ -134,7 +134,7 @@ def warm_one(args: argparse.Namespace) -> int:
         seed=args.seed, output_dir=args.folder, overwrite=True, torch_threads=config.torch_threads,
         gradient_checkpointing=False,  # a step's eight short turns fit easily; no recompute
     )  # fmt: skip
-    result = run_sft(sft)
+    result = run_sft(sft, on_step=lambda step, loss: print(f"warm step {step + 1}: loss {loss:.4f}", flush=True))
     print(f"warm start: {result.turns} turns from {result.episodes} episodes, {args.warm_steps} steps", flush=True)
     return 0
 

@@ -73,7 +73,7 @@ def base_args(args: argparse.Namespace) -> list[str]:
 
 
 def seed_stages(args: argparse.Namespace, out: Path, seed: int) -> list[Stage]:
-    """The pipeline of one seed: warm start, trained and control runs, five held-out panels."""
+    """The pipeline of one seed: warm start and its panel, trained and control runs, the other four panels."""
     folder = (out / f"seed{seed}").resolve()
     common = [*base_args(args), "--seed", str(seed)]
     num_steps = L._config(args, seed, None, folder / "unused").num_steps
@@ -83,16 +83,11 @@ def seed_stages(args: argparse.Namespace, out: Path, seed: int) -> list[Stage]:
               lambda: ["warm", *common, "--folder", str(warm), "--warm-steps", str(args.warm_steps),
                        "--warm-mix", str(args.warm_mix)], folder / "warm.log"),
     ]  # fmt: skip
-    for kind, lr in (("trained", None), ("control", 0.0)):
-        run = folder / kind
-        argv = ["train", *common, "--set", f"model={warm}", "--folder", str(run), "--continue-run"]
-        argv += [] if lr is None else ["--lr", str(lr)]
-        done = lambda r=run: run_complete(r, num_steps)  # noqa: E731 - bound per run
-        needs = (f"seed{seed}/warm",)
-        stages.append(Stage(f"seed{seed}/{kind}", needs, done, lambda a=argv: a, folder / f"{kind}.log"))
     extra = ["--eval-reps", str(args.eval_reps), "--eval-batch", str(args.eval_batch)]
     extra += ["--eval-seed", str(args.eval_seed)]
     for name in EVALS:
+        if name == "control":  # the warm panel first: the warm start's score is known before GRPO begins
+            stages += train_stages(folder, seed, common, num_steps)
         model = name.split("-")[0]
         path = folder / f"eval-{name}.json"
         source = (lambda: str(warm)) if model == "warm" else (lambda m=model: final_model(folder / m))
@@ -102,6 +97,20 @@ def seed_stages(args: argparse.Namespace, out: Path, seed: int) -> list[Stage]:
             (lambda s=source, p=path, w=wipe: ["eval", *common, "--model", s(), "--json", str(p), *extra, *w]),
             folder / f"eval-{name}.log",
         ))  # fmt: skip
+    return stages
+
+
+def train_stages(folder: Path, seed: int, common: list[str], num_steps: int) -> list[Stage]:
+    """The trained run and its learning-rate-0 control, both from the seed's warm start."""
+    stages: list[Stage] = []
+    warm = folder / "warm"
+    for kind, lr in (("trained", None), ("control", 0.0)):
+        run = folder / kind
+        argv = ["train", *common, "--set", f"model={warm}", "--folder", str(run), "--continue-run"]
+        argv += [] if lr is None else ["--lr", str(lr)]
+        done = lambda r=run: run_complete(r, num_steps)  # noqa: E731 - bound per run
+        needs = (f"seed{seed}/warm",)
+        stages.append(Stage(f"seed{seed}/{kind}", needs, done, lambda a=argv: a, folder / f"{kind}.log"))
     return stages
 
 

@@ -134,8 +134,9 @@ def test_the_pipeline_refuses_a_used_folder_without_resume(stages, tmp_path):
     assert "pass --resume" in stages.check_fresh(args, tmp_path)
     assert stages.check_fresh(learning.parse(["--seeds", "0", "--resume", "--out", str(tmp_path)]), tmp_path) is None
     names = [s.name for s in stages.seed_stages(args, tmp_path, 0)]
-    assert names == ["seed0/warm", "seed0/trained", "seed0/control", *[f"seed0/eval-{p}" for p in PANELS]]
-    train = stages.seed_stages(args, tmp_path, 0)[1].argv()
+    assert names == ["seed0/warm", "seed0/eval-warm", "seed0/trained", "seed0/control",
+                     *[f"seed0/eval-{p}" for p in PANELS[1:]]]  # fmt: skip
+    train = stages.seed_stages(args, tmp_path, 0)[2].argv()
     config = learning._config(learning.parse(train), 0, None, tmp_path / "t")
     assert config.model == str((tmp_path / "seed0" / "warm").resolve())  # GRPO starts from the warm start
     assert config.env_kwargs["tools_in_system_prompt"] is False and not config.overwrite  # resumable
