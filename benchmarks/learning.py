@@ -131,6 +131,7 @@ def warm_one(args: argparse.Namespace) -> int:
     sft = SFTConfig(
         model=config.model, env_id=config.env_id, env_kwargs=dict(config.env_kwargs),
         mix_policy="no-memory" if mix > 0 else "", mix_fraction=mix, num_steps=args.warm_steps,
+        learning_rate=args.warm_lr, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,  # the run's LoRA
         seed=args.seed, output_dir=args.folder, overwrite=True, torch_threads=config.torch_threads,
         gradient_checkpointing=False,  # a step's eight short turns fit easily; no recompute
     )  # fmt: skip
@@ -306,6 +307,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--deadline-min", type=float, default=0.0, help="stop everything after this many minutes")
     parser.add_argument("--resume", action="store_true", help="continue the seeds in --out, skipping finished stages")
     parser.add_argument("--warm-steps", type=int, default=16, help="warm-start LoRA steps (default 16)")
+    parser.add_argument("--warm-lr", type=float, default=1e-3, help="warm-start learning rate (default 1e-3)")
     parser.add_argument(
         "--warm-mix", type=float, default=0.5, help="share of warm-start tasks played by no-memory (default 0.5)"
     )

@@ -81,7 +81,7 @@ def seed_stages(args: argparse.Namespace, out: Path, seed: int) -> list[Stage]:
     stages = [
         Stage(f"seed{seed}/warm", (), lambda: (warm / "sft.json").is_file(),
               lambda: ["warm", *common, "--folder", str(warm), "--warm-steps", str(args.warm_steps),
-                       "--warm-mix", str(args.warm_mix)], folder / "warm.log"),
+                       "--warm-mix", str(args.warm_mix), "--warm-lr", str(args.warm_lr)], folder / "warm.log"),
     ]  # fmt: skip
     extra = ["--eval-reps", str(args.eval_reps), "--eval-batch", str(args.eval_batch)]
     extra += ["--eval-seed", str(args.eval_seed)]
