@@ -185,6 +185,7 @@ def _episode_row(planned: tuple[int, int], end: Any) -> dict[str, Any]:
         "score": float(info.get("task_score") or 0.0),
         "reward": float(end.episode_return),
         "answered": info.get("task_score") is not None,
+        "memory_quality": info.get("memory_quality"),  # whether what was stored holds the fact
         "tools_by_stage": {
             str(k): {t: int(n) for t, n in v.items() if int(n)} for k, v in info.get("tool_calls_by_stage", {}).items()
         },

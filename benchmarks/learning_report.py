@@ -59,6 +59,7 @@ def panel_numbers(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "score": list(L._mean_ci([e["score"] for e in episodes])),
         "add_s1": stage_rate(episodes, 1, ADD_MEMORY),
         "retrieve_s3": stage_rate(episodes, 3, RETRIEVE_MEMORY),
+        "memory_quality": _mean([float(q) for e in episodes if (q := e.get("memory_quality")) is not None]),
     }
 
 
@@ -178,8 +179,9 @@ def _rates_table(seeds: Mapping[int, Mapping[str, Any]]) -> str:
     rows = []
     for s, v in seeds.items():
         for key, label in (("add_s1", f"S1 {ADD_MEMORY}"), ("retrieve_s3", f"S3 {RETRIEVE_MEMORY}")):
-            rows.append([s, label, *[_rate(v, n, key) for n in PANELS]])
-    return format_table(["seed", "episodes calling", *PANELS], rows)
+            rows.append([s, f"episodes calling {label}", *[_rate(v, n, key) for n in PANELS]])
+        rows.append([s, "memory quality (mean)", *[_rate(v, n, "memory_quality") for n in PANELS]])
+    return format_table(["seed", "memory use", *PANELS], rows)
 
 
 def _tool_shift(out: Path, seeds: Sequence[int]) -> str:
@@ -218,7 +220,7 @@ def summarise(out: Path, seeds: Sequence[int] | None = None) -> dict[str, Any]:
         f"guessing scores {GUESS}); mean ± 95% CI over episodes; -wiped: the LTM emptied as Stage 3 begins:",
         _seed_table(numbers),
         f"trained − control over {len(done)} complete seed(s): {_pm(over)} (95% CI over seeds, Student t).",
-        "Memory use on the held-out panels (share of episodes with the call):",
+        "Memory use on the held-out panels (share of episodes with the call; the env's memory quality):",
         _rates_table(numbers),
         "Pass criteria:",
         format_table(["criterion", "measured", "result"], [list(c.values()) for c in checks]),

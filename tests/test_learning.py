@@ -39,7 +39,8 @@ def _metrics(path: Path, scores: list[float]) -> None:
 def _panel(folder: Path, name: str, scores: list[float], memory: bool) -> None:
     tools = {"1": {"Add_memory": 1}, "3": {"Retrieve_memory": 1}} if memory else {}
     episodes = [
-        {"task": 48 + i % 16, "seed": 100_000 + i, "score": s, "tools_by_stage": tools} for i, s in enumerate(scores)
+        {"task": 48 + i % 16, "seed": 100_000 + i, "score": s, "tools_by_stage": tools, "memory_quality": float(memory)}
+        for i, s in enumerate(scores)
     ]
     (folder / f"eval-{name}.json").write_text(json.dumps({"model": name, "episodes": episodes}))
 
@@ -73,6 +74,7 @@ def test_report_merges_seeds_and_evaluates_every_criterion(report, tmp_path):
     assert seed0["warm_start"] == {"turns": 150, "episodes": 48, "steps": 16, "mix_policy": "no-memory",
                                    "mix_fraction": 0.5}  # fmt: skip
     assert seed0["panels"]["trained"]["add_s1"] == 1.0 and seed0["panels"]["warm"]["retrieve_s3"] == 0.0
+    assert seed0["panels"]["trained"]["memory_quality"] == 1.0 and seed0["panels"]["warm"]["memory_quality"] == 0.0
     assert seed0["steps"] == {"trained": 20, "control": 20} and seed0["control_drift"] == pytest.approx(0.0)
     mean, ci = numbers["difference_over_seeds"]
     assert mean == pytest.approx(0.85 - 0.375)
