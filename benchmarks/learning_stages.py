@@ -23,6 +23,9 @@ import learning as L
 MODELS = ("warm", "control", "trained")
 """The models each seed evaluates, in report order."""
 
+STEPS = 24
+"""GRPO steps of the pipeline's runs unless ``--steps`` says otherwise (the study's 20-30)."""
+
 EVALS = ("warm", "control", "control-wiped", "trained", "trained-wiped")
 """The held-out panels of a seed (``-wiped``: the LTM emptied as Stage 3 begins)."""
 
@@ -172,6 +175,7 @@ def drive(args: argparse.Namespace) -> int:
     import learning_report
 
     out = Path(args.out)
+    args.steps = args.steps or STEPS
     problem = check_fresh(args, out)
     if problem:
         print(problem)
