@@ -1,23 +1,45 @@
-"""Proof of learning: does step-wise GRPO teach a real LLM to store and recall?
+"""Proof of learning: warm start → step-wise GRPO → held-out panel, with an lr-0 control and an LTM-wiped ablation.
 
-For each seed it trains the ``learning-probe`` preset (SmolLM2-135M-Instruct, LoRA,
-grammar-constrained turns, ``AgeMem/Probe-Recall-v0`` tasks 0-47) and a control run with the
-same seeds and a learning rate of 0. Then it evaluates, on the held-out tasks 48-63 (objects
-never seen in training, the same eight colours, so a guess scores 1/8), the untrained policy
-and every trained one with the same sampling seeds, and reports:
+Per seed, a pipeline of stages, each writing into ``OUT/seed<N>/`` and skipped on ``--resume``
+once its output is complete:
 
-* per seed: held-out task score before → after, mean ± 95% CI over episodes;
-* tool calls per episode by stage and tool, before and after (the shape of the paper's Table 3);
-* the training curves of trained and control runs (task score, reward and its components,
-  tool calls), as ``curves.png`` beside ``summary.md`` and ``summary.json``.
+1. ``warm``: a deliberately partial behaviour clone (``agemem sft``'s ``run_sft``): ``--warm-steps``
+   LoRA steps on the ``demonstrator``'s turns, a ``--warm-mix`` share of the training tasks played
+   by ``no-memory`` instead (a full clone saturates the held-out score and leaves GRPO nothing to
+   learn; the base model gets no reward signal at all). Output: ``warm/`` (a merged model folder
+   with ``sft.json``: demonstrations, steps, losses).
+2. ``trained`` and ``control``: GRPO from the warm start with the preset (``learning-probe``: K = 8,
+   4 tasks per step, LoRA, the default reward; ``--reward answer_only`` for the task score alone;
+   24 steps unless ``--steps`` says otherwise),
+   and the same run at learning rate 0 (the same sampling: what the curves do without learning).
+   The trainer resumes from its newest checkpoint, so a stopped run continues.
+3. evaluations on the held-out panel (Probe-Recall tasks 48-63 of ``num_tasks=64``, objects never
+   seen in training, eight colours so a guess scores 0.125; ``--eval-reps`` fixed sampling seeds per
+   task: 64 episodes per model): ``eval-warm.json``, ``eval-control.json``, ``eval-trained.json``
+   and the **LTM-wiped** panels ``eval-control-wiped.json``, ``eval-trained-wiped.json`` (the
+   long-term memory emptied as Stage 3 begins, :class:`~agemem_gym.wrappers.WipeMemoryBeforeStage3`:
+   a gain that comes from memory use must vanish there).
 
-Runs go in parallel (``--jobs``: one GPU holds several 135M runs); ``--deadline-min`` sends
-the training runs SIGINT at a wall-clock budget, so each stops after its last complete step
-with a checkpoint (the steps reached are reported).
+``--deadline-min`` stops cleanly: at the budget the running stages get SIGINT (a training run
+stops after its last complete step with a checkpoint; a warm start or evaluation is dropped and
+redone), nothing new starts, and ``--resume`` later continues where it stopped. Each seed runs
+alone (``--seeds 1``), so a study can be spread over several invocations into one ``--out``; the
+report merges every ``seed<N>/`` folder there: ``summary.md`` / ``summary.json`` (per seed and
+mean ± 95% CI over seeds (Student t) of trained − control, the warm start, the wiped scores,
+Stage-1 ``Add_memory`` and Stage-3 ``Retrieve_memory`` rates, the pass criteria PASS/FAIL, the
+tool-call shift by stage (the paper's Table 3), the measured stage times) and ``curves.png``
+(task score, tool calls, reward components against the step; trained solid, control dotted).
 
-    python benchmarks/learning.py --seeds 0 1 2 --jobs 6 --out runs/learning          # one GPU
-    python benchmarks/learning.py --seeds 0 --steps 2 --out /tmp/learning              # CPU check
-    python benchmarks/learning.py --preset learning-probe --set env_id=AgeMem/HotpotQA-v0 ...
+    # 2-core CPU, one seed per sitting; repeat with --resume until its stages are complete
+    # (measured on 2 shared cores: warm start 5.8 min, a 16-episode panel 1.4 min, a GRPO step > 3.3 min)
+    python benchmarks/learning.py --seeds 0 --jobs 1 --deadline-min 55 --out runs/learning
+    python benchmarks/learning.py --seeds 0 --jobs 1 --deadline-min 55 --out runs/learning --resume
+    python benchmarks/learning.py --seeds 1 --jobs 1 --deadline-min 55 --out runs/learning   # and 2
+    python benchmarks/learning.py summary --out runs/learning                # the merged report
+    # one GPU, three seeds at once (ten minutes)
+    python benchmarks/learning.py --seeds 0 1 2 --jobs 6 --out runs/learning
+    # pipeline check on CPU with a tiny model (~2 min)
+    python benchmarks/learning.py --preset cpu-smoke --seeds 0 --steps 2 --warm-steps 2 --eval-reps 1 --out /tmp/l
 
 ``--compare credit`` compares the two credit modes at the same cost instead (code in
 ``learning_credit.py``): per seed, a ``trajectory`` and a ``memory-state`` run (``--set
@@ -52,8 +74,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import format_table, run_metadata
-
 HELD_OUT = {
     "AgeMem/Probe-Recall-v0": (64, range(48, 64)),
     # The first 48 dev-sample records train (``num_tasks=48`` loads only those); the next 16 are held out.
@@ -64,14 +84,23 @@ HELD_OUT = {
 
 # ============================================================================ one run (a subprocess)
 def _config(args: argparse.Namespace, seed: int, learning_rate: float | None, folder: Path) -> Any:
-    from agemem_gym.adapters.grpo.config import load_config
+    from agemem_gym.adapters.grpo.config import PRESETS, load_config
 
     changes: dict[str, Any] = {k: json.loads(v) if _is_json(v) else v for k, v in (s.split("=", 1) for s in args.set)}
     if args.steps:
         changes["num_steps"] = args.steps
     if learning_rate is not None:
         changes["learning_rate"] = learning_rate
-    return load_config(args.preset, seed=seed, output_dir=str(folder), overwrite=True, tensorboard=False, **changes)
+    if getattr(args, "tool_schemas", None) or getattr(args, "reward", None):
+        base = PRESETS[args.preset]().env_kwargs if args.preset in PRESETS else {}
+        kwargs = dict(changes.get("env_kwargs", base))
+        if args.tool_schemas:  # the pipeline drops the six JSON schemas: 424 prompt tokens, not 1,036 (SmolLM2)
+            kwargs["tools_in_system_prompt"] = args.tool_schemas == "keep"
+        if args.reward:
+            kwargs["reward"] = args.reward
+        changes["env_kwargs"] = kwargs
+    fresh = not getattr(args, "continue_run", False)  # pipeline runs continue from their checkpoints
+    return load_config(args.preset, seed=seed, output_dir=str(folder), overwrite=fresh, tensorboard=False, **changes)
 
 
 def _is_json(text: str) -> bool:
@@ -95,8 +124,26 @@ def train_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def warm_one(args: argparse.Namespace) -> int:
+    """The warm start: a partial behaviour clone of the run's model in the run's prompts, written to ``--folder``."""
+    from agemem_gym.adapters.sft.train import SFTConfig, run_sft
+
+    config = _config(args, args.seed, None, Path(args.folder))
+    mix = args.warm_mix
+    sft = SFTConfig(
+        model=config.model, env_id=config.env_id, env_kwargs=dict(config.env_kwargs),
+        mix_policy="no-memory" if mix > 0 else "", mix_fraction=mix, num_steps=args.warm_steps,
+        learning_rate=args.warm_lr, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,  # the run's LoRA
+        seed=args.seed, output_dir=args.folder, overwrite=True, torch_threads=config.torch_threads,
+        gradient_checkpointing=False,  # a step's eight short turns fit easily; no recompute
+    )  # fmt: skip
+    result = run_sft(sft, on_step=lambda step, loss: print(f"warm step {step + 1}: loss {loss:.4f}", flush=True))
+    print(f"warm start: {result.turns} turns from {result.episodes} episodes, {args.warm_steps} steps", flush=True)
+    return 0
+
+
 def eval_one(args: argparse.Namespace) -> int:
-    """Play the held-out panel with one model; write one JSON record per episode."""
+    """Play the held-out panel with one model (``--wipe``: LTM emptied before Stage 3); one JSON record per episode."""
     import gymnasium as gym
     import torch
 
@@ -105,7 +152,7 @@ def eval_one(args: argparse.Namespace) -> int:
     from agemem_gym.policies.llm.models import load_model
     from agemem_gym.runner import play_episodes
     from agemem_gym.vector import make_slot_envs
-    from agemem_gym.wrappers import ToolCallsByStage
+    from agemem_gym.wrappers import ToolCallsByStage, WipeMemoryBeforeStage3
 
     config = _config(args, args.seed, None, Path(args.folder))
     num_tasks, tasks = HELD_OUT[config.env_id]
@@ -117,11 +164,18 @@ def eval_one(args: argparse.Namespace) -> int:
     )  # fmt: skip
     kwargs = {**config.env_kwargs, "num_tasks": num_tasks, "tokenizer": tok}
     plan = [(t, 100_000 + 1_000 * r + t) for r in range(args.eval_reps) for t in tasks]
-    envs = make_slot_envs(lambda: ToolCallsByStage(gym.make(config.env_id, **kwargs)), min(len(plan), args.eval_batch))
+
+    def make() -> Any:
+        env = gym.make(config.env_id, **kwargs)
+        return ToolCallsByStage(WipeMemoryBeforeStage3(env) if args.wipe else env)
+
+    envs = make_slot_envs(make, min(len(plan), args.eval_batch))
     ends = play_episodes(envs, plan, lambda _s, obs, infos: policy.act_batch(list(obs), list(infos)))
     envs.close()
     rows = [_episode_row(plan[e.index], e) for e in ends]
-    Path(args.json).write_text(json.dumps({"model": args.model, "episodes": rows}))
+    path = Path(args.json)  # written whole or not at all: a stopped evaluation leaves no file to mistake for done
+    path.with_suffix(".part").write_text(json.dumps({"model": args.model, "wiped": args.wipe, "episodes": rows}))
+    os.replace(path.with_suffix(".part"), path)
     return 0
 
 
@@ -133,6 +187,7 @@ def _episode_row(planned: tuple[int, int], end: Any) -> dict[str, Any]:
         "score": float(info.get("task_score") or 0.0),
         "reward": float(end.episode_return),
         "answered": info.get("task_score") is not None,
+        "memory_quality": info.get("memory_quality"),  # whether what was stored holds the fact
         "tools_by_stage": {
             str(k): {t: int(n) for t, n in v.items() if int(n)} for k, v in info.get("tool_calls_by_stage", {}).items()
         },
@@ -170,21 +225,6 @@ def _common_args(args: argparse.Namespace) -> list[str]:
     return out + (["--steps", str(args.steps)] if args.steps else [])
 
 
-def _train_jobs(args: argparse.Namespace, out: Path) -> list[tuple[list[str], Path]]:
-    jobs = []
-    for seed in args.seeds:
-        for kind, lr in (("trained", None), ("control", 0.0)):
-            folder = out / f"seed{seed}-{kind}"
-            argv = ["train", *_common_args(args), "--seed", str(seed), "--folder", str(folder)]
-            argv += [] if lr is None else ["--lr", str(lr)]
-            jobs.append((argv, out / f"seed{seed}-{kind}.log"))
-    return jobs
-
-
-def _eval_jobs(args: argparse.Namespace, out: Path) -> list[tuple[list[str], Path]]:
-    return eval_jobs_for(args, out, {f"seed{seed}": out / f"seed{seed}-trained" for seed in args.seeds})
-
-
 def eval_jobs_for(args: argparse.Namespace, out: Path, runs: Mapping[str, Path]) -> list[tuple[list[str], Path]]:
     """Held-out evaluations of the untrained model and of each run's (name → folder) last checkpoint."""
     from agemem_gym.adapters.grpo.checkpoint import latest_checkpoint
@@ -206,21 +246,10 @@ def eval_jobs_for(args: argparse.Namespace, out: Path, runs: Mapping[str, Path])
 
 
 def drive(args: argparse.Namespace) -> int:
-    """Train, evaluate, summarise."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = prepare_model(args, out)
-    t0 = time.time()
-    deadline = t0 + 60 * args.deadline_min if args.deadline_min else None
-    codes = _run_all(_train_jobs(args, out), args.jobs, deadline)
-    train_s = time.time() - t0
-    codes += _run_all(_eval_jobs(args, out), args.jobs, None)
-    summary = summarise(out, args.seeds, train_s, config.to_dict())
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(summary["markdown"])
-    print(summary["markdown"])
-    _plot(out, args.seeds)
-    return 0 if all(c == 0 for c in codes) else 1
+    """The per-seed pipelines (``learning_stages.py``), then the merged report."""
+    import learning_stages
+
+    return learning_stages.drive(args)
 
 
 def prepare_model(args: argparse.Namespace, out: Path) -> Any:
@@ -268,84 +297,28 @@ def _last(rows: Sequence[Mapping[str, float]], key: str, k: int = 5) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def summarise(out: Path, seeds: Sequence[int], train_s: float, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Tables (Markdown) and numbers from the run folders and eval files in ``out``."""
-    evals = {p.stem[5:]: json.loads(p.read_text())["episodes"] for p in sorted(out.glob("eval-*.json"))}
-    before = evals.get("untrained", [])
-    b_mean, b_ci = _mean_ci([e["score"] for e in before])
-    score_rows, curve_rows, numbers = [], [], {"before": [b_mean, b_ci], "seeds": {}}
-    for seed in seeds:
-        after = evals.get(f"seed{seed}", [])
-        a_mean, a_ci = _mean_ci([e["score"] for e in after])
-        trained, control = (_read_csv(out / f"seed{seed}-{k}" / "metrics.csv") for k in ("trained", "control"))
-        score_rows.append(
-            [seed, len(trained), f"{b_mean:.3f} ± {b_ci:.3f}", f"{a_mean:.3f} ± {a_ci:.3f}", a_mean - b_mean]
-        )
-        curve_rows.append(
-            [seed, _last(trained, "task/score"), _last(control, "task/score"), _last(trained, "reward/mean"),
-             _last(control, "reward/mean"), _last(trained, "memory/quality"), _last(control, "memory/quality")]
-        )  # fmt: skip
-        numbers["seeds"][str(seed)] = {"after": [a_mean, a_ci], "steps": len(trained), "steps_control": len(control)}
-    tool_names = sorted({k for eps in evals.values() for k in _tool_means(eps)})
-    tool_rows = [[name, *[_tool_means(evals[m]).get(name, 0.0) for m in evals]] for name in tool_names]
-    md = "\n\n".join(
-        [
-            f"Held-out task score (tasks never trained on, {len(before)} episodes each; guessing scores 0.125):",
-            format_table(["seed", "steps", "untrained", "trained", "Δ"], score_rows),
-            "Training curves, mean of the last 5 steps (trained vs the learning-rate-0 control, same seeds):",
-            format_table(
-                [
-                    "seed",
-                    "score trained",
-                    "score control",
-                    "reward trained",
-                    "reward control",
-                    "MQ trained",
-                    "MQ control",
-                ],
-                curve_rows,
-            ),
-            "Tool calls per episode on the held-out panel, by stage:",
-            format_table(["stage / tool", *evals], tool_rows),
-            f"Training wall time {train_s / 60:.1f} min.",
-        ]
-    )
-    return {"markdown": md, "numbers": numbers, "config": dict(config), "meta": run_metadata()}
-
-
-def _plot(out: Path, seeds: Sequence[int]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ("task/score", "reward/mean", "memory/quality", "tools/Add_memory", "tools/Retrieve_memory")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
-    for seed in seeds:
-        for kind, style in (("trained", "-"), ("control", ":")):
-            rows = _read_csv(out / f"seed{seed}-{kind}" / "metrics.csv")
-            for ax, key in zip(axes, keys):
-                ax.plot(
-                    [r["step"] for r in rows], [r.get(key, float("nan")) for r in rows], style, label=f"{kind} {seed}"
-                )
-    for ax, key in zip(axes, keys):
-        ax.set_title(key)
-        ax.set_xlabel("step")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
-
-
 # ============================================================================ command line
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (the driver's options, then the internal ones of a single stage)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="drive", choices=("drive", "train", "eval", "summary"))
+    parser.add_argument("mode", nargs="?", default="drive", choices=("drive", "warm", "train", "eval", "summary"))
     parser.add_argument("--preset", default="learning-probe")
     parser.add_argument("--set", action="append", default=[], help="a config field, e.g. --set learning_rate=5e-5")
-    parser.add_argument("--steps", type=int, default=0, help="training steps (default: the preset's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    parser.add_argument("--deadline-min", type=float, default=0.0, help="stop training after this many minutes")
+    parser.add_argument("--steps", type=int, default=0, help="GRPO steps (default: 24; --compare: see above)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (summary: all in --out)")
+    parser.add_argument("--jobs", type=int, default=1, help="stages at a time")
+    parser.add_argument("--deadline-min", type=float, default=0.0, help="stop everything after this many minutes")
+    parser.add_argument("--resume", action="store_true", help="continue the seeds in --out, skipping finished stages")
+    parser.add_argument("--warm-steps", type=int, default=16, help="warm-start LoRA steps (default 16)")
+    parser.add_argument("--warm-lr", type=float, default=1e-3, help="warm-start learning rate (default 1e-3)")
+    parser.add_argument(
+        "--warm-mix", type=float, default=0.5, help="share of warm-start tasks played by no-memory (default 0.5)"
+    )
+    parser.add_argument(
+        "--tool-schemas", choices=("keep", "drop"), default=None,
+        help="tool JSON schemas in the system prompt (the pipeline's default: drop)",
+    )  # fmt: skip
+    parser.add_argument("--reward", default=None, help="the env's reward preset, e.g. answer_only (default: the env's)")
     parser.add_argument("--eval-reps", type=int, default=4, help="episodes per held-out task")
     parser.add_argument("--eval-batch", type=int, default=64, help="episodes played at once in evaluation")
     parser.add_argument("--eval-seed", type=int, default=1234, help="sampling seed of every evaluation")
@@ -353,36 +326,43 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare", choices=("credit",), default=None, help="compare credit modes (see above)")
     parser.add_argument("--token-budget", type=int, default=0, help="--compare: generated tokens per run")
     parser.add_argument("--with-control", action="store_true", help="--compare: a learning-rate-0 run per seed")
-    # one run (internal)
+    # one stage (internal)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--folder", default="")
     parser.add_argument("--model", default="")
     parser.add_argument("--json", default="")
+    parser.add_argument("--wipe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--continue-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compare and args.mode == "drive" and args.token_budget <= 0:
         parser.error(
             "--compare credit needs --token-budget N (> 0): both arms stop at the same number of generated "
             "tokens; N = perf/generated_tokens_total of a trajectory run after K steps"
         )
+    if args.seeds is None and (args.compare or args.mode != "summary"):
+        args.seeds = [0, 1, 2]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the mode the command line names."""
     args = parse(argv)
     if args.compare and args.mode in ("drive", "summary"):
         import learning_credit
 
         return learning_credit.compare(args)
+    if args.mode == "warm":
+        return warm_one(args)
     if args.mode == "train":
         return train_one(args)
     if args.mode == "eval":
         args.folder = args.folder or "/tmp/agemem-learning-eval"
         return eval_one(args)
     if args.mode == "summary":
-        summary = summarise(Path(args.out), args.seeds, float("nan"), {})
-        print(summary["markdown"])
-        _plot(Path(args.out), args.seeds)
+        import learning_report
+
+        learning_report.write(Path(args.out), args.seeds)
         return 0
     return drive(args)
 

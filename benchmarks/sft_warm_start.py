@@ -31,21 +31,10 @@ from agemem_gym.policies.llm.hf_policy import HFPolicy
 from agemem_gym.policies.llm.models import load_model
 from agemem_gym.runner import play_episodes
 from agemem_gym.vector import make_slot_envs
+from agemem_gym.wrappers import WipeMemoryBeforeStage3
 
 ENV_ID = "AgeMem/Probe-Recall-v0"
 TRAIN_TASKS, HELD_OUT = range(48), range(48, 64)
-
-
-class WipeBeforeStage3(gym.Wrapper):
-    """Empties the long-term memory when the Stage-3 question arrives."""
-
-    def step(self, action: Any) -> Any:
-        out = self.env.step(action)
-        if out[4].get("stage") == 3 and out[4].get("round") == 0:
-            ltm = self.env.unwrapped.ltm
-            for memory_id in ltm.ids():
-                ltm.delete(memory_id)
-        return out
 
 
 def evaluate(model_name: str, env_kwargs: dict[str, Any], wipe: bool, max_new_tokens: int) -> dict[str, float]:
@@ -56,7 +45,7 @@ def evaluate(model_name: str, env_kwargs: dict[str, Any], wipe: bool, max_new_to
 
     def make() -> gym.Env:
         env = gym.make(ENV_ID, **kwargs)
-        return WipeBeforeStage3(env) if wipe else env
+        return WipeMemoryBeforeStage3(env) if wipe else env
 
     plan = [(t, 100_000 + t) for t in HELD_OUT]
     envs = make_slot_envs(make, len(plan))

@@ -43,6 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", type=_task_range, default=None, help="tasks the policy plays, START:END (default all)"
     )
+    parser.add_argument(
+        "--mix-policy",
+        default="",
+        help="a second policy that plays --mix-fraction of the tasks, cloned whatever it scores "
+        "(e.g. no-memory: a partial warm start that leaves GRPO something to learn)",
+    )
+    parser.add_argument("--mix-fraction", type=float, default=0.0, help="the share of tasks --mix-policy plays")
     parser.add_argument("--min-score", type=float, default=1.0, help="clone episodes whose success reaches this")
     parser.add_argument("--steps", dest="num_steps", type=int, default=16, help="optimizer steps (default 16)")
     parser.add_argument("--batch-size", type=int, default=8, help="turns per step (default 8)")
@@ -70,6 +77,8 @@ def sft_config(args: argparse.Namespace) -> Any:
         env_id=args.env_id or base.env_id,
         env_kwargs=dict(base.env_kwargs if args.env_kwargs is None else args.env_kwargs),
         policy=args.policy,
+        mix_policy=args.mix_policy,
+        mix_fraction=args.mix_fraction,
         records=tuple(args.records or ()),
         tasks=args.tasks,
         min_score=args.min_score,
@@ -90,6 +99,8 @@ def sft_config(args: argparse.Namespace) -> Any:
         from agemem_gym import policies
 
         policies.check_arguments(config.policy, {})
+        if config.mix_policy:
+            policies.check_arguments(config.mix_policy, {})
     return config
 
 

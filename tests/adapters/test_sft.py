@@ -1,5 +1,6 @@
 """Behaviour cloning (``agemem sft``): the shared-prefix loss, the demonstrations, the saved folder."""
 
+import dataclasses
 import json
 
 import pytest
@@ -150,3 +151,27 @@ def test_agemem_sft_writes_a_folder_that_agemem_run_loads(tmp_path, capsys):
     with pytest.raises(SystemExit):  # a used folder is refused
         raise SystemExit(cli.main([*args, "--output-dir", str(out), "--no-progress"]))
     assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_mix_policy_plays_its_share_of_the_tasks_and_is_cloned_whatever_it_scores(tiny_vocab):
+    from agemem_gym.adapters.sft.train import collect_demonstrations, split_tasks
+    from agemem_gym.error import InvalidConfig
+
+    config = SFTConfig(model="tiny-vocab", env_id=PROBE, env_kwargs=KWARGS, tasks=tuple(range(8)),
+                       mix_policy="no-memory", mix_fraction=0.5, seed=3)  # fmt: skip
+    (main, mine, floor), (mix, mixed, anything) = split_tasks(config, config.tasks)
+    assert (main, mix, floor, anything) == ("demonstrator", "no-memory", 1.0, float("-inf"))
+    assert len(mine) == len(mixed) == 4 and sorted(mine + mixed) == list(range(8))
+    assert split_tasks(config, config.tasks) == split_tasks(dataclasses.replace(config), config.tasks)  # a fixed draw
+    demos, kept = collect_demonstrations(config, tiny_vocab[1])
+    assert kept == 8  # the no-memory episodes are kept although they rarely score
+    by_episode = {}
+    for d in demos:
+        by_episode.setdefault(d.episode, []).append(d.turn)
+    memory = {e for e, turns in by_episode.items() if any("Add_memory" in t for t in turns)}
+    assert len(by_episode) == 8 and len(memory) == 4  # half store the fact, half never call a tool
+    assert split_tasks(SFTConfig(tasks=(0, 1)), (0, 1)) == [("demonstrator", (0, 1), 1.0)]
+    with pytest.raises(InvalidConfig):
+        SFTConfig(mix_policy="no-memory")  # a mix needs its share
+    with pytest.raises(InvalidConfig):
+        SFTConfig(mix_fraction=0.5)

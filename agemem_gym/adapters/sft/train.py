@@ -31,7 +31,7 @@ from agemem_gym.adapters.sft.loss import TurnSample, encode_demonstrations, spli
 from agemem_gym.config import check_field_types
 from agemem_gym.error import InvalidConfig, missing_dependency
 
-__all__ = ["SFTConfig", "SFTResult", "run_sft", "collect_demonstrations", "SFT_FILE"]
+__all__ = ["SFTConfig", "SFTResult", "run_sft", "collect_demonstrations", "split_tasks", "SFT_FILE"]
 
 SFT_FILE = "sft.json"
 """Written into the model folder: the settings, the demonstrations used and the loss per step."""
@@ -49,6 +49,12 @@ class SFTConfig:
     """``gym.make`` arguments; use the GRPO run's own, so the prompts are the ones it samples in."""
     policy: str = "demonstrator"
     """The policy that plays the demonstrations (ignored when ``records`` is given)."""
+    mix_policy: str = ""
+    """A second policy that plays a ``mix_fraction`` share of the tasks, its episodes cloned whatever
+    they score (e.g. ``"no-memory"``): a deliberately partial warm start, which leaves GRPO groups
+    with mixed rewards to learn from where a full clone of ``policy`` would leave none."""
+    mix_fraction: float = 0.0
+    """The share of the tasks ``mix_policy`` plays (a fixed draw from ``seed``)."""
     records: tuple[str, ...] = ()
     """``--record`` folders or ``.jsonl`` files to clone instead of playing ``policy``."""
     tasks: tuple[int, ...] | None = None
@@ -92,6 +98,10 @@ class SFTConfig:
                 raise InvalidConfig(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.lora_rank < 0 or self.max_grad_norm < 0:
             raise InvalidConfig("learning_rate must be > 0, lora_rank and max_grad_norm >= 0")
+        if not 0.0 <= self.mix_fraction <= 1.0 or (self.mix_fraction > 0) != bool(self.mix_policy):
+            raise InvalidConfig("mix_fraction must be in [0, 1], and > 0 exactly when mix_policy is given")
+        if self.mix_policy and self.records:
+            raise InvalidConfig("mix_policy plays tasks; it cannot be combined with records")
         if self.tools not in (True, False, "auto"):
             raise InvalidConfig(f"tools must be True, False or 'auto', got {self.tools!r}")
 
@@ -138,18 +148,36 @@ def collect_demonstrations(config: SFTConfig, tokenizer: Any) -> tuple[list[Demo
         probe = gym.make(config.env_id, **dict(config.env_kwargs))
         tasks = tuple(range(len(cast(Any, probe.unwrapped).task_ids)))
         probe.close()
-    demos, kept = play_demonstrations(
-        config.env_id,
-        policies.make(config.policy),
-        tasks,
-        env_kwargs=config.env_kwargs,
-        tokenizer=tokenizer,
-        seed=config.seed,
-        min_score=config.min_score,
-    )
+    demos: list[Demonstration] = []
+    kept = 0
+    for name, share, min_score in split_tasks(config, tasks):
+        more, n = play_demonstrations(
+            config.env_id,
+            policies.make(name),
+            share,
+            env_kwargs=config.env_kwargs,
+            tokenizer=tokenizer,
+            seed=config.seed,
+            min_score=min_score,
+        )
+        demos, kept = demos + more, kept + n
     if not demos:
         raise InvalidConfig(f"{config.policy} succeeded in none of the {len(tasks)} episodes: nothing to clone")
     return demos, kept
+
+
+def split_tasks(config: SFTConfig, tasks: Sequence[int]) -> list[tuple[str, tuple[int, ...], float]]:
+    """Which policy plays which tasks, and the score its episodes must reach to be cloned.
+
+    ``mix_policy`` gets ``round(mix_fraction * len(tasks))`` tasks drawn with ``config.seed``,
+    kept whatever they score; ``policy`` plays the rest under ``min_score``.
+    """
+    n_mix = round(config.mix_fraction * len(tasks)) if config.mix_policy else 0
+    drawn = set(np.random.default_rng(config.seed).permutation(len(tasks))[:n_mix].tolist())
+    mine = tuple(t for i, t in enumerate(tasks) if i not in drawn)
+    mixed = tuple(t for i, t in enumerate(tasks) if i in drawn)
+    out = [(config.policy, mine, config.min_score)] if mine else []
+    return out + ([(config.mix_policy, mixed, float("-inf"))] if mixed else [])
 
 
 def _trainable(model: Any, config: SFTConfig) -> Any:
