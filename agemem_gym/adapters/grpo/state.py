@@ -335,8 +335,11 @@ def build_models(config: GRPOConfig, resume: Path | None, device: torch.device) 
 
 def _checkpointed(model: Any, config: GRPOConfig) -> Any:
     """``model``, recomputing its decoder layers in the backward pass if the config asks (train mode only)."""
-    if not config.gradient_checkpointing:
-        return model
+    return checkpoint_layers(model) if config.gradient_checkpointing else model
+
+
+def checkpoint_layers(model: Any) -> Any:
+    """``model`` with its decoder layers recomputed in the backward pass (the trainer's and ``agemem sft``'s)."""
     # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns)
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
@@ -348,19 +351,22 @@ def _checkpointed(model: Any, config: GRPOConfig) -> Any:
 
 def _with_lora(model: Any, config: GRPOConfig, resume: Path | None) -> Any:
     """A fresh LoRA adapter over ``model``, or the one saved in ``resume``."""
+    if resume is None:
+        return new_lora(model, config.lora_rank, config.lora_alpha)
     try:
-        from peft import LoraConfig, PeftModel, get_peft_model
+        from peft import PeftModel
     except ImportError as exc:
         raise missing_dependency("peft", "train") from exc
-    if resume is not None:
-        return PeftModel.from_pretrained(model, str(resume / "model"), is_trainable=True)
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
+    return PeftModel.from_pretrained(model, str(resume / "model"), is_trainable=True)
+
+
+def new_lora(model: Any, rank: int, alpha: int) -> Any:
+    """``model`` under a fresh LoRA adapter on every linear layer (the trainer's and ``agemem sft``'s)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise missing_dependency("peft", "train") from exc
+    lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 

@@ -26,10 +26,11 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from agemem_gym.adapters.grpo.state import checkpoint_layers, new_lora
 from agemem_gym.adapters.sft.demos import Demonstration, play_demonstrations, recorded_demonstrations
 from agemem_gym.adapters.sft.loss import TurnSample, encode_demonstrations, split_rows, turn_loss
 from agemem_gym.config import check_field_types
-from agemem_gym.error import InvalidConfig, missing_dependency
+from agemem_gym.error import InvalidConfig
 
 __all__ = ["SFTConfig", "SFTResult", "run_sft", "collect_demonstrations", "split_tasks", "SFT_FILE"]
 
@@ -183,27 +184,9 @@ def split_tasks(config: SFTConfig, tasks: Sequence[int]) -> list[tuple[str, tupl
 def _trainable(model: Any, config: SFTConfig) -> Any:
     """``model`` with a fresh LoRA adapter on every linear layer (or whole, for ``lora_rank = 0``), in train mode."""
     if config.gradient_checkpointing:
-        # transformers 5 renamed gradient checkpointing to activation checkpointing
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        key = (
-            "activation_checkpointing_kwargs"
-            if enable.__name__.startswith("activation")
-            else "gradient_checkpointing_kwargs"
-        )
-        enable(**{key: {"use_reentrant": False}})
+        model = checkpoint_layers(model)
     if config.lora_rank:
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as exc:
-            raise missing_dependency("peft", "train") from exc
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=0.0,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
+        model = new_lora(model, config.lora_rank, config.lora_alpha)
     return model.train()
 
 
