@@ -12,6 +12,7 @@ import gymnasium as gym  # noqa: E402
 import agemem_gym  # noqa: E402,F401
 from agemem_gym.adapters.grpo.batching import Sample, pack_samples, row_logprobs  # noqa: E402
 from agemem_gym.adapters.grpo.config import GRPOConfig  # noqa: E402
+from agemem_gym.adapters.grpo.prefix import pack_prefix_rows, tree_attention, tree_logprobs  # noqa: E402
 from agemem_gym.adapters.grpo.trainer import _attach_masks  # noqa: E402
 from agemem_gym.adapters.grpo.update import score_logprobs  # noqa: E402
 from agemem_gym.policies.llm.constrained import TurnGrammar, budget_limits, calls_schema, turn_lark  # noqa: E402
@@ -84,7 +85,20 @@ def test_actions_are_limited_to_the_valid_ones(tiny):
     assert kinds <= {"tool_call", "answer", "action"}
 
 
-def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one(tiny):
+def _train_mode_logprobs(model, samples, packing, pad_id):
+    """The update's forward of these samples, in train mode, in the packing the config names."""
+    model.train()
+    try:
+        if packing == "prefix-tree":
+            with tree_attention(model):
+                return tree_logprobs(model, pack_prefix_rows(samples, 4096), samples, temperature=0.7)[0]
+        return row_logprobs(model, pack_samples(samples, 4096), samples, pad_id=pad_id, temperature=0.7)[0]
+    finally:
+        model.eval()
+
+
+@pytest.mark.parametrize("packing", ["prefix-tree", "block-mask"])
+def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one(tiny, packing):
     model, tok = tiny
     policy = HFPolicy(model, tok, max_new_tokens=160, temperature=0.7, seed=2, constrained=True, grammar_limits=LIMITS)
     env = gym.make("AgeMem/Probe-Recall-v0", tokenizer=tok, tools_in_system_prompt=False)
@@ -92,15 +106,13 @@ def test_training_uses_the_constrained_distribution_and_the_ratio_is_exactly_one
     records = policy.generate([obs] * 4, [info] * 4)
     samples = [Sample(r.prompt_ids, r.response_ids, traj=i, grammar=r.grammar) for i, r in enumerate(records)]
     _attach_masks(samples, policy.grammar)
-    config = GRPOConfig(temperature=0.7, row_tokens=4096, lora_rank=0)
+    config = GRPOConfig(temperature=0.7, row_tokens=4096, lora_rank=0, packing=packing)
     old = score_logprobs(model, samples, config, tok.pad_token_id)
     for rec, lp in zip(records, old):
         assert torch.allclose(lp, torch.tensor(rec.logprobs), atol=1e-4)  # rollout == trainer distribution
         assert lp.max() <= 0 and (lp > -1e-6).any()  # forced tokens (tags, JSON punctuation) have log-prob 0
     # the update's forward (train mode, same rows) gives bit-identical log-probs: ratio exactly 1
-    model.train()
-    new, _ = row_logprobs(model, pack_samples(samples, 4096), samples, pad_id=tok.pad_token_id, temperature=0.7)
-    model.eval()
+    new = _train_mode_logprobs(model, samples, packing, tok.pad_token_id)
     for i, lp in enumerate(old):
         assert torch.equal(torch.exp(new[i].detach() - lp), torch.ones_like(lp))
     unmasked = [Sample(s.prompt_ids, s.response_ids, traj=s.traj) for s in samples]
