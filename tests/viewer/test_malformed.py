@@ -102,6 +102,7 @@ def test_any_field_of_any_type_gives_a_page_or_a_data_format_error(surrogate_rec
     records = [json.loads(line) for line in lines]
     cases = [(i, path) for i, record in enumerate(records) for path in _nodes(record) if path]
     random.Random(0).shuffle(cases)
+    outcomes = {"page": 0, "refused": 0}
     for i, path in cases[:250]:
         for alien in ([], {}, "x", -1, 1.5, None, True):
             changed = [
@@ -109,7 +110,15 @@ def test_any_field_of_any_type_gives_a_page_or_a_data_format_error(surrogate_rec
                 for j, (r, line) in enumerate(zip(records, lines))
             ]
             bad = _write(tmp_path / "bad.jsonl", changed)
+            page = tmp_path / "r.html"
+            page.unlink(missing_ok=True)
             try:
-                write_report([bad], tmp_path / "r.html")
-            except DataFormatError:
-                pass
+                write_report([bad], page)
+            except DataFormatError as exc:
+                assert str(exc), (i, path, alien)  # refused with a message, and no page left behind
+                assert not page.exists(), (i, path, alien)
+                outcomes["refused"] += 1
+            else:
+                assert page.stat().st_size > 0, (i, path, alien)  # any other exception fails the test
+                outcomes["page"] += 1
+    assert outcomes["page"] > 0 and outcomes["refused"] > 0, outcomes  # both kinds of field were hit
