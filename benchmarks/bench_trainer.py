@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,11 +187,9 @@ MEMORY_VARIANTS = (
 """Each with glibc's default allocator settings; the last row adds ``malloc_mmap_threshold`` (the default)."""
 
 
-def memory_child(args: argparse.Namespace, changes: dict) -> dict:
-    """Score and update once with ``changes``; this process's peak RSS and the seconds taken."""
-    from agemem_gym.adapters.grpo.state import build_models, return_freed_memory
-
-    config = GRPOConfig(
+def _bench_config(args: argparse.Namespace, **changes: Any) -> GRPOConfig:
+    """The model, LoRA rank and rows the command line names, a KL term on, plus ``changes``."""
+    return GRPOConfig(
         model=args.model,
         lora_rank=args.lora_rank,
         kl_beta=0.05,
@@ -198,6 +197,13 @@ def memory_child(args: argparse.Namespace, changes: dict) -> dict:
         rows_per_micro_batch=args.rows_per_micro_batch,
         **changes,
     )
+
+
+def memory_child(args: argparse.Namespace, changes: dict) -> dict:
+    """Score and update once with ``changes``; this process's peak RSS and the seconds taken."""
+    from agemem_gym.adapters.grpo.state import build_models, return_freed_memory
+
+    config = _bench_config(args, **changes)
     return_freed_memory(config.malloc_mmap_threshold)  # as build_state does
     torch.manual_seed(0)
     model, reference, tok = build_models(config, None, torch.device(args.device))
@@ -279,15 +285,7 @@ def phases_main(args: argparse.Namespace) -> int:
     """The former and current step paths on the same samples from the same weights, interleaved."""
     from agemem_gym.adapters.grpo.state import build_models, return_freed_memory
 
-    config = GRPOConfig(
-        model=args.model,
-        lora_rank=args.lora_rank,
-        kl_beta=0.05,
-        row_tokens=args.row_tokens,
-        rows_per_micro_batch=args.rows_per_micro_batch,
-        update_epochs=args.epochs,
-        temperature=1.0,
-    )
+    config = _bench_config(args, update_epochs=args.epochs, temperature=1.0)
     return_freed_memory(config.malloc_mmap_threshold)
     torch.manual_seed(0)
     model, reference, tok = build_models(config, None, torch.device(args.device))
