@@ -51,7 +51,9 @@ FILE_VERSION = 1
 STALE_TEMP_SECONDS = 3600.0
 """Age from which a leftover temporary file of a save counts as abandoned."""
 
-_ID_RE = re.compile(r"^mem_[0-9a-f]{8}$")
+ID_PATTERN = r"mem_[0-9a-f]{8}"
+"""What every memory id looks like (``LongTermMemory`` draws them; files are checked against it)."""
+_ID_RE = re.compile(rf"^{ID_PATTERN}$")
 _HEADER_KEYS = frozenset(
     {
         "dim",

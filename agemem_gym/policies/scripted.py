@@ -46,6 +46,7 @@ from agemem_gym.tools import (
     format_answer,
     format_tool_call,
 )
+from agemem_gym.tools.results import added_memory_ids, retrieved_items
 from agemem_gym.typecheck import NonNegativeInt, PositiveInt
 
 __all__ = ["NoMemoryPolicy", "StoreAllPolicy", "RAGPolicy", "OraclePolicy", "retrieved_memories"]
@@ -57,21 +58,15 @@ def _visible_text(observation: Observation) -> list[str]:
     return [m["content"] for m in observation if m["role"] in ("user", "tool")]
 
 
-# one retrieved item: "- <content, possibly several lines> (Memory ID: mem_...)"
-_RETRIEVED_ITEM = re.compile(r"^- (.*?) \(Memory ID: (mem_\w+)\)$", re.S | re.M)
-
-
 def retrieved_memories(observation: Observation) -> list[str]:
     """Memory contents shown by retrievals since the policy's last turn."""
     out = []
     for m in messages_since_last_turn(observation):
-        if m["role"] == "tool" and m["content"].startswith("[retrieved memories]"):
-            body = m["content"].split("\n", 1)[1] if "\n" in m["content"] else ""
-            out += [found.group(1) for found in _RETRIEVED_ITEM.finditer(body)]
+        if m["role"] == "tool":
+            out += [content for _, content in retrieved_items(m["content"])]
     return out
 
 
-_ADDED = re.compile(r"memory_added: (mem_\w+)")
 _PLAN_SPLIT = re.compile(r"[;\n]|\bthen\b|(?<=[.!?])\s")
 
 
@@ -241,7 +236,7 @@ class OraclePolicy(_Scripted):
             found
             for m in messages_since_last_turn(observation)
             if m["role"] == "tool"
-            for found in _ADDED.findall(m["content"])
+            for found in added_memory_ids(m["content"])
         ]
         self._ids.update(zip(self._awaiting, added))
         self._awaiting = []

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Literal
 
 from agemem_gym.memory.ltm import MemoryItem
+from agemem_gym.memory.ltm_file import ID_PATTERN
 
-__all__ = ["MemoryOp", "TOOL_ERROR_PREFIX", "ToolResult", "format_retrieved", "tool_error"]
+__all__ = [
+    "MemoryOp",
+    "TOOL_ERROR_PREFIX",
+    "ToolResult",
+    "added_memory_ids",
+    "format_retrieved",
+    "retrieved_items",
+    "tool_error",
+]
 
 TOOL_ERROR_PREFIX = "[tool error]"
 """How every failed call's message starts."""
@@ -72,3 +82,20 @@ def format_retrieved(items: Sequence[MemoryItem], header: str = "[retrieved memo
     if not items:
         return "[no related memories found]"
     return header + "\n" + "\n".join(f"- {m.content} (Memory ID: {m.id})" for m in items)
+
+
+_ADDED = re.compile(rf"memory_added: ({ID_PATTERN})")
+# one retrieved item as format_retrieved writes it: "- <content, possibly several lines> (Memory ID: mem_...)"
+_ITEM = re.compile(rf"^- (.*?) \(Memory ID: ({ID_PATTERN})\)$", re.S | re.M)
+
+
+def added_memory_ids(text: str) -> list[str]:
+    """The ids a ``tool`` message reports ``Add_memory`` created, in call order (what policies read back)."""
+    return _ADDED.findall(text)
+
+
+def retrieved_items(text: str) -> list[tuple[str, str]]:
+    """``(id, content)`` of each memory a :func:`format_retrieved` message shows ([] for any other message)."""
+    if not text.startswith("[retrieved memories]") or "\n" not in text:
+        return []
+    return [(m.group(2), m.group(1)) for m in _ITEM.finditer(text.split("\n", 1)[1])]

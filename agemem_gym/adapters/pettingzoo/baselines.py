@@ -48,6 +48,7 @@ from agemem_gym.tools import (
     format_answer,
     format_tool_call,
 )
+from agemem_gym.tools.results import added_memory_ids
 
 __all__ = [
     "ReaderPolicy",
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 ACK = "Got it."
-_ADDED = re.compile(r"memory_added: (mem_[0-9a-f]{8})")
 _NUMBER = re.compile(r"\b\d{1,4}\b")
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][\w'’-]+(?: [A-Z][\w'’-]+)*")
 
@@ -114,7 +114,7 @@ class ReaderPolicy(BasePolicy):
             self.reset()
         recent = messages_since_last_turn(observation)
         for m in recent:
-            self._own.update(_ADDED.findall(m["content"]) if m["role"] == "tool" else ())
+            self._own.update(added_memory_ids(m["content"]) if m["role"] == "tool" else ())
         calls = self._deletions(recent) if self.mode == "vigilant" else []
         fresh = int(info.get("round", 0)) == 0 and not info.get("finished_reading", False)
         piece = last_message(observation, "user")

@@ -26,6 +26,7 @@ from agemem_gym.policies.base import Observation, last_message, messages_since_l
 from agemem_gym.policies.baselines import heuristics as H
 from agemem_gym.policies.scripted import ACK, _Scripted
 from agemem_gym.tools import RETRIEVE_MEMORY, format_answer, format_tool_call
+from agemem_gym.tools.results import added_memory_ids, retrieved_items
 from agemem_gym.typecheck import NonNegativeInt, PositiveInt
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
     "parse_retrievals",
 ]
 
-_ITEM = re.compile(r"^- (.*?) \(Memory ID: (mem_\w+)\)$", re.S | re.M)
-_ADDED = re.compile(r"memory_added: (mem_\w+)")
 
 EXTRACT_PROMPT = """Extract the facts worth remembering from the message below, one short self-contained
 sentence per line. Reply with the facts only; reply NONE if there is nothing to remember.
@@ -84,8 +83,7 @@ def parse_retrievals(results: Sequence[str]) -> list[list[tuple[str, str]]]:
     out = []
     for text in results:
         if text.startswith("[retrieved memories]"):
-            body = text.split("\n", 1)[1] if "\n" in text else ""
-            out.append([(m.group(2), m.group(1)) for m in _ITEM.finditer(body)])
+            out.append(retrieved_items(text))
         elif text.startswith("[no related memories found]"):
             out.append([])
     return out
@@ -93,7 +91,7 @@ def parse_retrievals(results: Sequence[str]) -> list[list[tuple[str, str]]]:
 
 def added_ids(results: Sequence[str]) -> list[str]:
     """Ids of the memories ``Add_memory`` created, in call order."""
-    return [found for text in results for found in _ADDED.findall(text)]
+    return [found for text in results for found in added_memory_ids(text)]
 
 
 class MemorySystemPolicy(_Scripted):

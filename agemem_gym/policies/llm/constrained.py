@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from agemem_gym.error import InvalidConfig, missing_dependency
+from agemem_gym.memory.ltm_file import ID_PATTERN
 from agemem_gym.tools import DEFAULT_TOOLS, Tool, ToolTable
 from agemem_gym.tools.memory_ids import MEMORY_IDS_CAP
 
@@ -192,7 +193,7 @@ def info_memory_ids(info: Mapping[str, Any] | None) -> list[str] | None:
     return None if ids is None else [str(i) for i in ids]
 
 
-_MEMORY_ID = re.compile(r"\bmem_[0-9a-f]{8}\b")
+_MEMORY_ID = re.compile(rf"\b{ID_PATTERN}\b")
 
 
 def seen_memory_ids(observation: Sequence[Mapping[str, str]]) -> list[str]:
